@@ -1,0 +1,302 @@
+// The C API (include/segment_gemm.h): argument checks, workspace handling, dispatch, errors.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "error.hpp"
+#include "portable_gemm.hpp"
+#include "prepare.hpp"
+#include "workspace.hpp"
+
+#ifndef SGEMM_VERSION
+#define SGEMM_VERSION "0.0.0"
+#endif
+
+struct sgemm_handle {
+  int device;
+  sgemm_backend backend;
+  int multiprocessor_count;
+  void* float_ws;
+  size_t float_ws_bytes;
+  void* int_ws;
+  size_t int_ws_bytes;
+  sgemm::ErrorRecord* host_record;  // pinned, for sgemm_check's read-back
+};
+
+namespace sgemm {
+
+namespace {
+thread_local std::string g_last_error;
+}
+
+sgemm_status fail(sgemm_status status, std::string message) {
+  g_last_error = std::move(message);
+  return status;
+}
+
+void clear_error() { g_last_error.clear(); }
+
+sgemm_status cuda_fail(cudaError_t err, const char* what) {
+  const sgemm_status status =
+      (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) ? SGEMM_NO_DEVICE
+                                                                       : SGEMM_CUDA_ERROR;
+  cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+  return fail(status, std::string(what) + " failed: " + cudaGetErrorName(err) + ": " +
+                          cudaGetErrorString(err));
+}
+
+namespace {
+
+const char* dtype_name(sgemm_dtype d) {
+  switch (d) {
+    case SGEMM_FLOAT32: return "float32";
+    case SGEMM_FLOAT16: return "float16";
+    case SGEMM_BFLOAT16: return "bfloat16";
+  }
+  return "unknown";
+}
+
+std::string str(long long v) { return std::to_string(v); }
+
+sgemm_status check_args(const sgemm_run_args& a) {
+  if (a.dtype != SGEMM_FLOAT32 && a.dtype != SGEMM_FLOAT16 && a.dtype != SGEMM_BFLOAT16) {
+    return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(a.dtype) +
+                                            " is not one of float32 (0), float16 (1), bfloat16 (2)");
+  }
+  if (a.x_rows < 0 || a.d_in < 0 || a.d_out < 0 || a.num_weights < 0 || a.batch_size < 0) {
+    return fail(SGEMM_INVALID_ARGUMENT,
+                "negative size: x_rows=" + str(a.x_rows) + " d_in=" + str(a.d_in) +
+                    " d_out=" + str(a.d_out) + " num_weights=" + str(a.num_weights) +
+                    " batch_size=" + str(a.batch_size));
+  }
+  if (a.seg_lens == nullptr && a.seg_indptr == nullptr) {
+    return fail(SGEMM_INVALID_ARGUMENT, "one of seg_lens and seg_indptr must be given");
+  }
+  if (a.weight_indices == nullptr && a.batch_size > a.num_weights) {
+    return fail(SGEMM_INVALID_ARGUMENT,
+                "batch_size " + str(a.batch_size) + " > num_weights " + str(a.num_weights) +
+                    " without weight_indices (segment i uses weight i)");
+  }
+  if (a.weight_indices != nullptr && a.batch_size > 0 && a.num_weights == 0) {
+    return fail(SGEMM_INVALID_ARGUMENT, "weight_indices given but there are no weights");
+  }
+  const bool has_rows = a.x_rows > 0;
+  if (has_rows && a.d_in > 0 && a.x == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "x is null");
+  if (has_rows && a.d_out > 0 && a.y == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "y is null");
+  if (has_rows && a.d_in > 0 && a.d_out > 0 && a.weights == nullptr) {
+    return fail(SGEMM_INVALID_ARGUMENT, "weights is null");
+  }
+  return SGEMM_OK;
+}
+
+sgemm_status set_workspace(sgemm_handle* h, void* fws, size_t fbytes, void* iws, size_t ibytes) {
+  if (fws == nullptr && fbytes > 0) {
+    return fail(SGEMM_INVALID_ARGUMENT, "float workspace is null but its size is " + str(fbytes));
+  }
+  if (iws == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "int workspace is null");
+  if (ibytes < sizeof(ErrorRecord)) {
+    return fail(SGEMM_WORKSPACE_TOO_SMALL, "int workspace of " + str(ibytes) +
+                                               " bytes is smaller than its header (" +
+                                               str(sizeof(ErrorRecord)) + " bytes)");
+  }
+  h->float_ws = fws;
+  h->float_ws_bytes = fbytes;
+  h->int_ws = iws;
+  h->int_ws_bytes = ibytes;
+  // A fresh workspace carries no error: both words to kNoError. Not a hot path, so wait here.
+  SGEMM_CUDA_TRY(cudaMemsetAsync(iws, 0xff, 2 * sizeof(unsigned long long), cudaStreamPerThread));
+  SGEMM_CUDA_TRY(cudaStreamSynchronize(cudaStreamPerThread));
+  return SGEMM_OK;
+}
+
+sgemm_status use_device(const sgemm_handle* h) {
+  int current = -1;
+  SGEMM_CUDA_TRY(cudaGetDevice(&current));
+  if (current != h->device) SGEMM_CUDA_TRY(cudaSetDevice(h->device));
+  return SGEMM_OK;
+}
+
+std::string describe(const ErrorRecord& r) {
+  const long long i = static_cast<long long>(r.sticky >> 4);
+  switch (static_cast<SegmentError>(r.sticky & 15)) {
+    case kSegNegativeLength:
+      return "seg_lens[" + str(i) + "] = " + str(r.value) + " is negative";
+    case kSegLengthTooLarge:
+      return "seg_lens[" + str(i) + "] = " + str(r.value) + " exceeds the " + str(r.other) +
+             " rows of x";
+    case kSegIndptrStart:
+      return "seg_indptr[0] = " + str(r.value) + " but must be 0";
+    case kSegIndptrDecreasing:
+      return "seg_indptr is not monotone: seg_indptr[" + str(i) + "] = " + str(r.other) +
+             " > seg_indptr[" + str(i + 1) + "] = " + str(r.value);
+    case kSegWeightIndexRange:
+      return "weight_indices[" + str(i) + "] = " + str(r.value) + " is out of range [0, num_weights)";
+    case kSegRowsMismatch:
+      return "the segments cover " + str(r.value) + " rows but x has " + str(r.other) +
+             " rows (sum of seg_lens, or seg_indptr[batch_size], must equal x_rows)";
+    default:
+      return "unknown segment error " + str(static_cast<long long>(r.sticky & 15)) +
+             " at segment " + str(i);
+  }
+}
+
+}  // namespace
+}  // namespace sgemm
+
+using namespace sgemm;
+
+extern "C" {
+
+const char* sgemm_last_error(void) { return g_last_error.c_str(); }
+
+const char* sgemm_version(void) { return SGEMM_VERSION; }
+
+sgemm_status sgemm_device_count(int* count) {
+  clear_error();
+  if (count == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "count is null");
+  *count = 0;
+  const cudaError_t err = cudaGetDeviceCount(count);
+  if (err != cudaSuccess) {
+    *count = 0;
+    return cuda_fail(err, "cudaGetDeviceCount (no usable CUDA driver or GPU?)");
+  }
+  return SGEMM_OK;
+}
+
+sgemm_status sgemm_device_query(int device, sgemm_device_info* info) {
+  clear_error();
+  if (info == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "info is null");
+  int count = 0;
+  SGEMM_TRY(sgemm_device_count(&count));
+  if (device < 0 || device >= count) {
+    return fail(SGEMM_INVALID_ARGUMENT,
+                "device " + str(device) + " does not exist (" + str(count) + " CUDA devices)");
+  }
+  cudaDeviceProp prop;
+  SGEMM_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+  std::memset(info, 0, sizeof(*info));
+  std::snprintf(info->name, sizeof(info->name), "%s", prop.name);
+  info->major = prop.major;
+  info->minor = prop.minor;
+  info->multiprocessor_count = prop.multiProcessorCount;
+  info->total_memory_bytes = prop.totalGlobalMem;
+  SGEMM_CUDA_TRY(cudaDriverGetVersion(&info->driver_version));
+  SGEMM_CUDA_TRY(cudaRuntimeGetVersion(&info->runtime_version));
+  return SGEMM_OK;
+}
+
+sgemm_status sgemm_workspace_size(int64_t batch_size, size_t* float_bytes, size_t* int_bytes) {
+  clear_error();
+  if (float_bytes == nullptr || int_bytes == nullptr) {
+    return fail(SGEMM_INVALID_ARGUMENT, "output pointer is null");
+  }
+  IntWorkspaceLayout layout;
+  if (!int_workspace_layout(batch_size, &layout)) {
+    return fail(SGEMM_INVALID_ARGUMENT, "batch_size " + str(batch_size) + " < 0");
+  }
+  *float_bytes = 0;  // the portable kernel needs no float workspace
+  *int_bytes = layout.total;
+  return SGEMM_OK;
+}
+
+sgemm_status sgemm_create(sgemm_handle** handle, sgemm_backend backend, void* float_ws,
+                          size_t float_ws_bytes, void* int_ws, size_t int_ws_bytes) {
+  clear_error();
+  if (handle == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+  *handle = nullptr;
+  if (backend != SGEMM_BACKEND_AUTO && backend != SGEMM_BACKEND_PORTABLE) {
+    return fail(SGEMM_INVALID_ARGUMENT, "unknown backend " + str(backend));
+  }
+  auto* h = new (std::nothrow) sgemm_handle{};
+  if (h == nullptr) return fail(SGEMM_INTERNAL_ERROR, "out of host memory");
+  h->backend = backend;
+  sgemm_status st = SGEMM_OK;
+  cudaError_t err = cudaGetDevice(&h->device);
+  if (err == cudaSuccess) {
+    err = cudaDeviceGetAttribute(&h->multiprocessor_count, cudaDevAttrMultiProcessorCount, h->device);
+  }
+  if (err == cudaSuccess) err = cudaMallocHost(&h->host_record, sizeof(ErrorRecord));
+  if (err != cudaSuccess) st = cuda_fail(err, "sgemm_create: device setup");
+  if (st == SGEMM_OK) st = set_workspace(h, float_ws, float_ws_bytes, int_ws, int_ws_bytes);
+  if (st != SGEMM_OK) {
+    if (h->host_record != nullptr) cudaFreeHost(h->host_record);
+    delete h;
+    return st;
+  }
+  *handle = h;
+  return SGEMM_OK;
+}
+
+sgemm_status sgemm_reset_workspace(sgemm_handle* h, void* float_ws, size_t float_ws_bytes,
+                                   void* int_ws, size_t int_ws_bytes) {
+  clear_error();
+  if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+  SGEMM_TRY(use_device(h));
+  return set_workspace(h, float_ws, float_ws_bytes, int_ws, int_ws_bytes);
+}
+
+sgemm_status sgemm_destroy(sgemm_handle* h) {
+  clear_error();
+  if (h == nullptr) return SGEMM_OK;
+  const cudaError_t err = cudaFreeHost(h->host_record);
+  delete h;
+  if (err != cudaSuccess) return cuda_fail(err, "cudaFreeHost");
+  return SGEMM_OK;
+}
+
+sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream_ptr) {
+  clear_error();
+  if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+  if (args == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args is null");
+  const sgemm_run_args& a = *args;
+  SGEMM_TRY(check_args(a));
+  IntWorkspaceLayout layout;
+  int_workspace_layout(a.batch_size, &layout);  // batch_size >= 0: checked above
+  if (h->int_ws_bytes < layout.total) {
+    return fail(SGEMM_WORKSPACE_TOO_SMALL,
+                "int workspace of " + str(h->int_ws_bytes) + " bytes is too small for " +
+                    str(a.batch_size) + " segments: " + str(layout.total) +
+                    " bytes needed (sgemm_workspace_size)");
+  }
+  SGEMM_TRY(use_device(h));
+  auto stream = static_cast<cudaStream_t>(stream_ptr);
+
+  PreparedSegments seg;
+  SGEMM_TRY(prepare_segments(a, h->int_ws, layout, kPortableTileRows, stream, &seg));
+  if (a.x_rows == 0 || a.d_out == 0) return SGEMM_OK;  // nothing to write; checks still ran
+
+  const PortableLaunch launch = portable_kernel_for(a.dtype, a.weight_column_major != 0);
+  if (launch == nullptr) {
+    return fail(SGEMM_UNSUPPORTED, std::string("no kernel for dtype ") + dtype_name(a.dtype));
+  }
+  const PortableParams p{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, seg.indptr,
+                         a.weight_indices, seg.tile_offsets, seg.record};
+  // Enough blocks to fill the device; the row tiles beyond that are walked by the same blocks.
+  const int64_t max_tiles = (a.x_rows + kPortableTileRows - 1) / kPortableTileRows + a.batch_size;
+  const int grid_rows = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(max_tiles, 8LL * h->multiprocessor_count)));
+  const cudaError_t err = launch(p, grid_rows, stream);
+  if (err != cudaSuccess) return cuda_fail(err, "portable segment GEMM launch");
+  return SGEMM_OK;
+}
+
+sgemm_status sgemm_check(sgemm_handle* h, void* stream_ptr) {
+  clear_error();
+  if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+  SGEMM_TRY(use_device(h));
+  auto stream = static_cast<cudaStream_t>(stream_ptr);
+  auto* record = static_cast<ErrorRecord*>(h->int_ws);
+  SGEMM_CUDA_TRY(cudaMemcpyAsync(h->host_record, record, sizeof(ErrorRecord),
+                                 cudaMemcpyDeviceToHost, stream));
+  SGEMM_CUDA_TRY(cudaStreamSynchronize(stream));
+  if (h->host_record->sticky == kNoError) return SGEMM_OK;
+  const std::string message = describe(*h->host_record);
+  SGEMM_CUDA_TRY(cudaMemsetAsync(&record->sticky, 0xff, sizeof(record->sticky), stream));
+  return fail(SGEMM_INVALID_ARGUMENT, message);
+}
+
+}  // extern "C"

@@ -1,0 +1,23 @@
+// Turns seg_lens / seg_indptr / weight_indices into what the kernels need, on the device, on
+// the caller's stream, without a host synchronisation: a validated seg_indptr and the prefix
+// sum of row tiles per segment. Errors go to the ErrorRecord in the int workspace.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "segment_gemm.h"
+#include "workspace.hpp"
+
+namespace sgemm {
+
+struct PreparedSegments {
+  const int64_t* indptr;        // the caller's seg_indptr, or one built from seg_lens
+  const int64_t* tile_offsets;  // (batch_size + 1); tile_offsets[batch_size] = total row tiles
+  ErrorRecord* record;
+};
+
+sgemm_status prepare_segments(const sgemm_run_args& args, void* int_workspace,
+                              const IntWorkspaceLayout& layout, int64_t tile_rows,
+                              cudaStream_t stream, PreparedSegments* out);
+
+}  // namespace sgemm

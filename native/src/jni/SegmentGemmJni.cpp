@@ -1,0 +1,134 @@
+// JNI bindings for com.sparksegmentgemm.nativelib.SegmentGemmNative: a thin layer over the C API.
+// Every function has one shape: call the C API, and on a non-OK status throw
+// SegmentGemmException(status, sgemm_last_error()). Device pointers and streams travel as longs.
+#include <jni.h>
+
+#include <cstdint>
+
+#include "segment_gemm.h"
+
+namespace {
+
+constexpr const char* kExceptionClass = "com/sparksegmentgemm/nativelib/SegmentGemmException";
+
+void throw_java(JNIEnv* env, int status, const char* message) {
+  if (env->ExceptionCheck()) return;  // keep the first exception
+  jclass cls = env->FindClass(kExceptionClass);
+  if (cls == nullptr) return;  // NoClassDefFoundError is pending
+  jmethodID ctor = env->GetMethodID(cls, "<init>", "(ILjava/lang/String;)V");
+  if (ctor == nullptr) return;
+  jstring msg = env->NewStringUTF(message);
+  if (msg == nullptr) return;
+  auto ex = static_cast<jthrowable>(env->NewObject(cls, ctor, static_cast<jint>(status), msg));
+  if (ex != nullptr) env->Throw(ex);
+}
+
+// True when status is OK; otherwise a Java exception is pending.
+bool ok(JNIEnv* env, sgemm_status status) {
+  if (status == SGEMM_OK) return true;
+  throw_java(env, status, sgemm_last_error());
+  return false;
+}
+
+template <typename T>
+T* ptr(jlong address) { return reinterpret_cast<T*>(static_cast<uintptr_t>(address)); }
+
+}  // namespace
+
+extern "C" {
+
+JNIEXPORT jstring JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_version(JNIEnv* env, jclass) {
+  return env->NewStringUTF(sgemm_version());
+}
+
+JNIEXPORT jint JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceCount(JNIEnv* env, jclass) {
+  int count = 0;
+  return ok(env, sgemm_device_count(&count)) ? count : 0;
+}
+
+JNIEXPORT jobject JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceQuery(JNIEnv* env, jclass, jint device) {
+  sgemm_device_info info;
+  if (!ok(env, sgemm_device_query(device, &info))) return nullptr;
+  jclass cls = env->FindClass("com/sparksegmentgemm/nativelib/DeviceInfo");
+  if (cls == nullptr) return nullptr;
+  jmethodID ctor = env->GetMethodID(cls, "<init>", "(ILjava/lang/String;IIIJII)V");
+  if (ctor == nullptr) return nullptr;
+  jstring name = env->NewStringUTF(info.name);
+  if (name == nullptr) return nullptr;
+  return env->NewObject(cls, ctor, device, name, info.major, info.minor,
+                        info.multiprocessor_count, static_cast<jlong>(info.total_memory_bytes),
+                        info.driver_version, info.runtime_version);
+}
+
+JNIEXPORT jlongArray JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize(JNIEnv* env, jclass,
+                                                                   jlong batch_size) {
+  size_t float_bytes = 0, int_bytes = 0;
+  if (!ok(env, sgemm_workspace_size(batch_size, &float_bytes, &int_bytes))) return nullptr;
+  jlongArray result = env->NewLongArray(2);
+  if (result == nullptr) return nullptr;
+  const jlong values[2] = {static_cast<jlong>(float_bytes), static_cast<jlong>(int_bytes)};
+  env->SetLongArrayRegion(result, 0, 2, values);
+  return result;
+}
+
+JNIEXPORT jlong JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_create(JNIEnv* env, jclass, jint backend,
+                                                            jlong float_ws, jlong float_bytes,
+                                                            jlong int_ws, jlong int_bytes) {
+  sgemm_handle* handle = nullptr;
+  if (!ok(env, sgemm_create(&handle, static_cast<sgemm_backend>(backend), ptr<void>(float_ws),
+                            static_cast<size_t>(float_bytes), ptr<void>(int_ws),
+                            static_cast<size_t>(int_bytes)))) {
+    return 0;
+  }
+  return static_cast<jlong>(reinterpret_cast<uintptr_t>(handle));
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_resetWorkspace(JNIEnv* env, jclass,
+                                                                    jlong handle, jlong float_ws,
+                                                                    jlong float_bytes,
+                                                                    jlong int_ws, jlong int_bytes) {
+  ok(env, sgemm_reset_workspace(ptr<sgemm_handle>(handle), ptr<void>(float_ws),
+                                static_cast<size_t>(float_bytes), ptr<void>(int_ws),
+                                static_cast<size_t>(int_bytes)));
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_destroy(JNIEnv* env, jclass, jlong handle) {
+  ok(env, sgemm_destroy(ptr<sgemm_handle>(handle)));
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_run(
+    JNIEnv* env, jclass, jlong handle, jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
+    jlong weights, jlong num_weights, jboolean weight_column_major, jlong y, jlong batch_size,
+    jlong seg_lens, jlong seg_indptr, jlong weight_indices, jlong stream) {
+  sgemm_run_args args{};
+  args.dtype = static_cast<sgemm_dtype>(dtype);
+  args.x = ptr<const void>(x);
+  args.x_rows = x_rows;
+  args.d_in = d_in;
+  args.d_out = d_out;
+  args.weights = ptr<const void>(weights);
+  args.num_weights = num_weights;
+  args.weight_column_major = weight_column_major ? 1 : 0;
+  args.y = ptr<void>(y);
+  args.batch_size = batch_size;
+  args.seg_lens = ptr<const int64_t>(seg_lens);
+  args.seg_indptr = ptr<const int64_t>(seg_indptr);
+  args.weight_indices = ptr<const int64_t>(weight_indices);
+  ok(env, sgemm_run(ptr<sgemm_handle>(handle), &args, ptr<void>(stream)));
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_check(JNIEnv* env, jclass, jlong handle,
+                                                           jlong stream) {
+  ok(env, sgemm_check(ptr<sgemm_handle>(handle), ptr<void>(stream)));
+}
+
+}  // extern "C"

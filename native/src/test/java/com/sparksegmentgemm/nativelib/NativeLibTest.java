@@ -1,0 +1,59 @@
+package com.sparksegmentgemm.nativelib;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeFalse;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import org.junit.jupiter.api.Test;
+
+/**
+ * The bundled library loads through JNI on any linux/amd64 machine (it links the CUDA runtime
+ * statically), and reports a missing driver or GPU as an error, never a crash.
+ */
+class NativeLibTest {
+
+  @Test
+  void bundledLibraryLoadsAndAnswers() {
+    assertNotNull(NativeLib.class.getResource(NativeLib.resourcePath()),
+        "libsegmentgemm.so is not bundled at " + NativeLib.resourcePath());
+    assertEquals("0.1.0", SegmentGemmNative.libraryVersion());
+    long[] ws = SegmentGemmNative.workspaceSize(100_000);
+    assertEquals(0, ws[0], "the portable kernel needs no float workspace");
+    assertTrue(ws[1] >= 2 * 100_001 * 8L, "int workspace holds two (batch + 1) int64 arrays");
+    SegmentGemmException e = assertThrows(SegmentGemmException.class,
+        () -> SegmentGemmNative.workspaceSize(-1));
+    assertEquals(Status.INVALID_ARGUMENT, e.status());
+    assertTrue(e.getMessage().contains("batch_size -1"), e.getMessage());
+  }
+
+  @Test
+  void noGpuIsAClearErrorNotACrash() {
+    assumeFalse(Gpu.isAvailable(), "a GPU is present: this test covers machines without one");
+    String reason = Gpu.unavailableReason().orElseThrow();
+    assertTrue(reason.contains("cudaGetDeviceCount"), reason);
+    SegmentGemmException e = assertThrows(SegmentGemmException.class, SegmentGemmNative::deviceCount);
+    assertEquals(Status.NO_DEVICE, e.status(), e.getMessage());
+    // Creating a handle without a device fails cleanly too.
+    assertThrows(SegmentGemmException.class,
+        () -> SegmentGemmNative.create(Backend.AUTO, 0, 0, 0, 0));
+  }
+
+  @Test
+  void gpuIsQueried() {
+    assumeTrue(Gpu.isAvailable(), () -> "skipped: no usable CUDA GPU here ("
+        + Gpu.unavailableReason().orElse("") + ")");
+    int n = SegmentGemmNative.deviceCount();
+    assertTrue(n > 0);
+    DeviceInfo info = SegmentGemmNative.deviceQuery(0);
+    assertFalse(info.name().isEmpty());
+    assertTrue(info.major() >= 7, info.toString());
+    assertTrue(info.driverVersion() >= 13000, "driver older than CUDA 13.0: " + info);
+    SegmentGemmException e = assertThrows(SegmentGemmException.class,
+        () -> SegmentGemmNative.deviceQuery(n));
+    assertTrue(e.getMessage().contains("does not exist"), e.getMessage());
+  }
+}

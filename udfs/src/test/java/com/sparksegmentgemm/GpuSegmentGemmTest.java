@@ -1,0 +1,167 @@
+package com.sparksegmentgemm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import ai.rapids.cudf.Cuda;
+import ai.rapids.cudf.DeviceMemoryBuffer;
+import ai.rapids.cudf.HostMemoryBuffer;
+import com.sparksegmentgemm.nativelib.DType;
+import com.sparksegmentgemm.nativelib.Gpu;
+import com.sparksegmentgemm.nativelib.SegmentGemmException;
+import com.sparksegmentgemm.nativelib.SegmentGemmNative;
+import com.sparksegmentgemm.nativelib.Status;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * The native library loaded from the jar through JNI, on a real GPU, against the double-precision
+ * reference and the CPU path. Skips, saying why, where there is no usable GPU.
+ */
+class GpuSegmentGemmTest {
+  private static SegmentGemm gemm;
+
+  @BeforeAll
+  static void gpu() {
+    Gpu.unavailableReason().ifPresentOrElse(
+        r -> System.out.println("GpuSegmentGemmTest: every test SKIPPED, no usable CUDA GPU here (" + r + ")"),
+        () -> {
+          System.out.println("GpuSegmentGemmTest on " + SegmentGemmNative.deviceQuery(0));
+          gemm = new SegmentGemm();
+        });
+  }
+
+  /** Per test, so that each one is reported as skipped (a class-level skip counts none). */
+  @BeforeEach
+  void requireGpu() {
+    assumeTrue(gemm != null, () -> "no usable CUDA GPU: " + Gpu.unavailableReason().orElse(""));
+  }
+
+  @AfterAll
+  static void close() {
+    if (gemm != null) gemm.close();
+  }
+
+  private static void check(SegmentGemmInput in, String what) {
+    float[] gpu = gemm.run(in);
+    Reference.assertClose(in, gpu, "GPU " + what);
+    Reference.assertClose(in, CpuSegmentGemm.run(in), "CPU " + what);
+  }
+
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void documentationExample(DType dtype) {
+    check(Reference.docExample(dtype, false, 7), "doc example " + dtype);
+    check(Reference.docExample(dtype, true, 8), "doc example with weight_indices " + dtype);
+  }
+
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void randomRaggedCases(DType dtype) {
+    Random rnd = new Random(1000 + dtype.ordinal());
+    for (int c = 0; c < 12; c++) {
+      boolean aligned = c % 2 == 0;
+      int dIn = aligned ? 16 * (1 + rnd.nextInt(16)) : 1 + rnd.nextInt(300);
+      int dOut = aligned ? 16 * (1 + rnd.nextInt(16)) : 1 + rnd.nextInt(300);
+      check(Reference.random(rnd, dtype, 1 + rnd.nextInt(30), rnd.nextInt(150), dIn, dOut,
+          1 + rnd.nextInt(8), rnd.nextBoolean(), rnd.nextBoolean(), rnd.nextBoolean()),
+          dtype + " case " + c);
+    }
+  }
+
+  @Test
+  void manySegments() {
+    Random rnd = new Random(5);
+    check(Reference.random(rnd, DType.BFLOAT16, 100_000, 3, 24, 40, 50, false, true, false),
+        "100,000 segments");
+    check(Reference.random(rnd, DType.FLOAT16, 1, 5000, 64, 72, 1, true, false, true),
+        "one long segment");
+  }
+
+  @Test
+  void outputIsOverwrittenAndBadSegmentsAreReported() {
+    Cuda.Stream s = Cuda.DEFAULT_STREAM;
+    // x: 4 x 2 ones; W0 = W1 = all ones (d_in 2, d_out 3): every y element is 2.
+    try (DeviceMemoryBuffer x = upload(ones(8));
+         DeviceMemoryBuffer w = upload(ones(12));
+         DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(4 * 3 * 2);
+         DeviceMemoryBuffer goodLens = uploadLongs(4, 0);
+         DeviceMemoryBuffer negative = uploadLongs(5, -1);
+         DeviceMemoryBuffer short3 = uploadLongs(3, 0);
+         DeviceMemoryBuffer badIndptr = uploadLongs(0, 3, 2);
+         DeviceMemoryBuffer idx = uploadLongs(0, 2)) {
+      poison(y);
+      gemm.run(DType.FLOAT16, x, 4, 2, 3, w, 2, false, y, 2, goodLens, null, null, s);
+      for (short v : download(y)) assertEquals(0x4000, v & 0xffff, "y = 2.0 everywhere, not y + 2");
+
+      String[][] cases = {
+          {"seg_lens[1] = -1 is negative"},
+          {"the segments cover 3 rows but x has 4 rows"},
+          {"seg_indptr is not monotone: seg_indptr[1] = 3 > seg_indptr[2] = 2"},
+          {"weight_indices[1] = 2 is out of range [0, num_weights)"}};
+      DeviceMemoryBuffer[][] args = {{negative, null, null}, {short3, null, null},
+          {null, badIndptr, null}, {goodLens, null, idx}};
+      for (int c = 0; c < cases.length; c++) {
+        poison(y);
+        DeviceMemoryBuffer[] a = args[c];
+        SegmentGemmException e = assertThrows(SegmentGemmException.class, () -> gemm.run(
+            DType.FLOAT16, x, 4, 2, 3, w, 2, false, y, 2, a[0], a[1], a[2], s));
+        assertEquals(Status.INVALID_ARGUMENT, e.status());
+        assertTrue(e.getMessage().contains(cases[c][0]), e.getMessage());
+        for (short v : download(y)) assertEquals((short) 0x7e00, v, "a rejected call writes nothing");
+      }
+      // The handle is usable after an error, and the error does not stick.
+      gemm.run(DType.FLOAT16, x, 4, 2, 3, w, 2, false, y, 2, goodLens, null, null, s);
+      for (short v : download(y)) assertEquals(0x4000, v & 0xffff);
+    }
+  }
+
+  private static short[] ones(int n) {
+    short[] v = new short[n];
+    java.util.Arrays.fill(v, (short) 0x3c00);  // float16 1.0
+    return v;
+  }
+
+  private static void poison(DeviceMemoryBuffer y) {
+    short[] nan = new short[(int) (y.getLength() / 2)];
+    java.util.Arrays.fill(nan, (short) 0x7e00);
+    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(y.getLength())) {
+      h.setShorts(0, nan, 0, nan.length);
+      y.copyFromHostBuffer(h);
+    }
+  }
+
+  private static DeviceMemoryBuffer upload(short[] v) {
+    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(v.length * 2L)) {
+      h.setShorts(0, v, 0, v.length);
+      DeviceMemoryBuffer d = DeviceMemoryBuffer.allocate(h.getLength());
+      d.copyFromHostBuffer(h);
+      return d;
+    }
+  }
+
+  private static DeviceMemoryBuffer uploadLongs(long... v) {
+    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(v.length * 8L)) {
+      h.setLongs(0, v, 0, v.length);
+      DeviceMemoryBuffer d = DeviceMemoryBuffer.allocate(h.getLength());
+      d.copyFromHostBuffer(h);
+      return d;
+    }
+  }
+
+  private static short[] download(DeviceMemoryBuffer d) {
+    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(d.getLength())) {
+      h.copyFromDeviceBuffer(d);
+      short[] out = new short[(int) (d.getLength() / 2)];
+      for (int i = 0; i < out.length; i++) out[i] = h.getShort(2L * i);
+      return out;
+    }
+  }
+}
