@@ -93,7 +93,7 @@ class GpuSegmentGemmTest {
          DeviceMemoryBuffer w = upload(ones(12));
          DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(4 * 3 * 2);
          DeviceMemoryBuffer goodLens = uploadLongs(4, 0);
-         DeviceMemoryBuffer negative = uploadLongs(5, -1);
+         DeviceMemoryBuffer negative = uploadLongs(4, -1);
          DeviceMemoryBuffer short3 = uploadLongs(3, 0);
          DeviceMemoryBuffer badIndptr = uploadLongs(0, 3, 2);
          DeviceMemoryBuffer idx = uploadLongs(0, 2)) {
