@@ -102,7 +102,8 @@ SGEMM_EXPORT sgemm_status sgemm_workspace_size(int64_t batch_size, size_t* float
 /*
  * Creates a handle bound to the current device. The workspaces are device memory the caller
  * owns and keeps alive while the handle uses them (FlashInfer advises 128 MiB of float
- * workspace; 8 MiB of int workspace holds the state of about 500,000 segments).
+ * workspace; 8 MiB of int workspace holds the state of about 500,000 segments). A handle and its
+ * workspace serve one stream at a time: use one handle per thread or stream.
  */
 SGEMM_EXPORT sgemm_status sgemm_create(sgemm_handle** handle, sgemm_backend backend,
                                        void* float_workspace, size_t float_workspace_bytes,

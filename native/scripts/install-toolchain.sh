@@ -23,7 +23,7 @@ CUOBJDUMP_WHEEL=nvidia-cuda-cuobjdump==13.2.51
 pip_install() { # <target> <wheels...>
   local target=$1; shift
   python3 -m pip install --quiet --disable-pip-version-check --no-deps --no-compile \
-    --target "$target.partial" "$@" >&2
+    --root-user-action=ignore --target "$target.partial" "$@" >&2
   rm -rf "$target" && mv "$target.partial" "$target"
 }
 

@@ -38,18 +38,18 @@ T* ptr(jlong address) { return reinterpret_cast<T*>(static_cast<uintptr_t>(addre
 extern "C" {
 
 JNIEXPORT jstring JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_version(JNIEnv* env, jclass) {
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_version0(JNIEnv* env, jclass) {
   return env->NewStringUTF(sgemm_version());
 }
 
 JNIEXPORT jint JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceCount(JNIEnv* env, jclass) {
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceCount0(JNIEnv* env, jclass) {
   int count = 0;
   return ok(env, sgemm_device_count(&count)) ? count : 0;
 }
 
 JNIEXPORT jobject JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceQuery(JNIEnv* env, jclass, jint device) {
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceQuery0(JNIEnv* env, jclass, jint device) {
   sgemm_device_info info;
   if (!ok(env, sgemm_device_query(device, &info))) return nullptr;
   jclass cls = env->FindClass("com/sparksegmentgemm/nativelib/DeviceInfo");
@@ -64,7 +64,7 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceQuery(JNIEnv* env, j
 }
 
 JNIEXPORT jlongArray JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize(JNIEnv* env, jclass,
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize0(JNIEnv* env, jclass,
                                                                    jlong batch_size) {
   size_t float_bytes = 0, int_bytes = 0;
   if (!ok(env, sgemm_workspace_size(batch_size, &float_bytes, &int_bytes))) return nullptr;
@@ -76,7 +76,7 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize(JNIEnv* env,
 }
 
 JNIEXPORT jlong JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_create(JNIEnv* env, jclass, jint backend,
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_create0(JNIEnv* env, jclass, jint backend,
                                                             jlong float_ws, jlong float_bytes,
                                                             jlong int_ws, jlong int_bytes) {
   sgemm_handle* handle = nullptr;
@@ -89,7 +89,7 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_create(JNIEnv* env, jclass
 }
 
 JNIEXPORT void JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_resetWorkspace(JNIEnv* env, jclass,
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_resetWorkspace0(JNIEnv* env, jclass,
                                                                     jlong handle, jlong float_ws,
                                                                     jlong float_bytes,
                                                                     jlong int_ws, jlong int_bytes) {
@@ -99,12 +99,12 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_resetWorkspace(JNIEnv* env
 }
 
 JNIEXPORT void JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_destroy(JNIEnv* env, jclass, jlong handle) {
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_destroy0(JNIEnv* env, jclass, jlong handle) {
   ok(env, sgemm_destroy(ptr<sgemm_handle>(handle)));
 }
 
 JNIEXPORT void JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_run(
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_run0(
     JNIEnv* env, jclass, jlong handle, jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
     jlong weights, jlong num_weights, jboolean weight_column_major, jlong y, jlong batch_size,
     jlong seg_lens, jlong seg_indptr, jlong weight_indices, jlong stream) {
@@ -126,7 +126,7 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_run(
 }
 
 JNIEXPORT void JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_check(JNIEnv* env, jclass, jlong handle,
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_check0(JNIEnv* env, jclass, jlong handle,
                                                            jlong stream) {
   ok(env, sgemm_check(ptr<sgemm_handle>(handle), ptr<void>(stream)));
 }

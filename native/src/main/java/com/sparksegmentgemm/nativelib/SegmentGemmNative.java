@@ -1,58 +1,92 @@
 package com.sparksegmentgemm.nativelib;
 
 /**
- * The JNI bindings: one static method per C API function of segment_gemm.h. Device pointers and
- * CUDA streams travel as {@code long}s (stream 0 is the calling thread's default stream). Every
- * method throws {@link SegmentGemmException} with the native message on failure.
+ * The JNI bindings: one static method per C API function of segment_gemm.h. Each loads the
+ * library on first use ({@link NativeLib#ensureLoaded()}, which throws the load error if it
+ * cannot). Device pointers and CUDA streams travel as {@code long}s (stream 0 is the calling
+ * thread's default stream). Every method throws {@link SegmentGemmException} with the native
+ * message on failure.
  *
  * <p>This is the low-level layer; applications use {@code com.sparksegmentgemm.SegmentGemm}.
  */
 public final class SegmentGemmNative {
   private SegmentGemmNative() {}
 
-  /** Loads the library (once) and returns its version. */
   public static String libraryVersion() {
     NativeLib.ensureLoaded();
-    return version();
+    return version0();
+  }
+
+  /** Number of CUDA devices; throws with status NO_DEVICE when there is no driver or GPU. */
+  public static int deviceCount() {
+    NativeLib.ensureLoaded();
+    return deviceCount0();
+  }
+
+  public static DeviceInfo deviceQuery(int device) {
+    NativeLib.ensureLoaded();
+    return deviceQuery0(device);
+  }
+
+  /** {float workspace bytes, int workspace bytes} needed for batchSize segments. */
+  public static long[] workspaceSize(long batchSize) {
+    NativeLib.ensureLoaded();
+    return workspaceSize0(batchSize);
   }
 
   /** Creates a native handle; the caller keeps the workspaces alive and destroys the handle. */
   public static long create(Backend backend, long floatWorkspace, long floatWorkspaceBytes,
       long intWorkspace, long intWorkspaceBytes) {
     NativeLib.ensureLoaded();
-    return create(backend.code(), floatWorkspace, floatWorkspaceBytes, intWorkspace, intWorkspaceBytes);
+    return create0(backend.code(), floatWorkspace, floatWorkspaceBytes, intWorkspace,
+        intWorkspaceBytes);
+  }
+
+  public static void resetWorkspace(long handle, long floatWorkspace, long floatWorkspaceBytes,
+      long intWorkspace, long intWorkspaceBytes) {
+    NativeLib.ensureLoaded();
+    resetWorkspace0(handle, floatWorkspace, floatWorkspaceBytes, intWorkspace, intWorkspaceBytes);
+  }
+
+  public static void destroy(long handle) {
+    NativeLib.ensureLoaded();
+    destroy0(handle);
   }
 
   /** Enqueues a segment GEMM; see sgemm_run in segment_gemm.h for every argument. */
   public static void run(long handle, DType dtype, long x, long xRows, long dIn, long dOut,
       long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
       long segLens, long segIndptr, long weightIndices, long stream) {
-    run(handle, dtype.code(), x, xRows, dIn, dOut, weights, numWeights, weightColumnMajor, y,
+    NativeLib.ensureLoaded();
+    run0(handle, dtype.code(), x, xRows, dIn, dOut, weights, numWeights, weightColumnMajor, y,
         batchSize, segLens, segIndptr, weightIndices, stream);
   }
 
-  static native String version();
+  /** Waits for stream; throws the first error the device found in segment data since the last check. */
+  public static void check(long handle, long stream) {
+    NativeLib.ensureLoaded();
+    check0(handle, stream);
+  }
 
-  /** Number of CUDA devices; throws with status NO_DEVICE when there is no driver or GPU. */
-  public static native int deviceCount();
+  private static native String version0();
 
-  public static native DeviceInfo deviceQuery(int device);
+  private static native int deviceCount0();
 
-  /** {float workspace bytes, int workspace bytes} needed for batchSize segments. */
-  public static native long[] workspaceSize(long batchSize);
+  private static native DeviceInfo deviceQuery0(int device);
 
-  private static native long create(int backend, long floatWorkspace, long floatWorkspaceBytes,
+  private static native long[] workspaceSize0(long batchSize);
+
+  private static native long create0(int backend, long floatWorkspace, long floatWorkspaceBytes,
       long intWorkspace, long intWorkspaceBytes);
 
-  public static native void resetWorkspace(long handle, long floatWorkspace, long floatWorkspaceBytes,
-      long intWorkspace, long intWorkspaceBytes);
+  private static native void resetWorkspace0(long handle, long floatWorkspace,
+      long floatWorkspaceBytes, long intWorkspace, long intWorkspaceBytes);
 
-  public static native void destroy(long handle);
+  private static native void destroy0(long handle);
 
-  private static native void run(long handle, int dtype, long x, long xRows, long dIn, long dOut,
+  private static native void run0(long handle, int dtype, long x, long xRows, long dIn, long dOut,
       long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
       long segLens, long segIndptr, long weightIndices, long stream);
 
-  /** Waits for stream; throws the first error the device found in segment data since the last check. */
-  public static native void check(long handle, long stream);
+  private static native void check0(long handle, long stream);
 }

@@ -31,6 +31,27 @@ class NativeLibTest {
   }
 
   @Test
+  void everyEntryPointIsBoundAndRejectsANullHandle() {
+    // Needs no GPU: each call reaches its JNI function (an unbound one would throw
+    // UnsatisfiedLinkError) and the C API's null-handle check.
+    SegmentGemmNative.destroy(0);  // destroying nothing is fine, as free(NULL) is
+    for (Runnable call : new Runnable[] {
+        () -> SegmentGemmNative.check(0, 0),
+        () -> SegmentGemmNative.resetWorkspace(0, 0, 0, 0, 0),
+        () -> SegmentGemmNative.run(0, DType.BFLOAT16, 0, 0, 0, 0, 0, 0, false, 0, 0, 0, 0, 0, 0)}) {
+      SegmentGemmException e = assertThrows(SegmentGemmException.class, call::run);
+      assertEquals(Status.INVALID_ARGUMENT, e.status());
+      assertEquals("INVALID_ARGUMENT: handle is null", e.getMessage());
+    }
+    if (Gpu.isAvailable()) {
+      assertEquals(0, SegmentGemmNative.deviceQuery(0).device());
+    } else {
+      SegmentGemmException e = assertThrows(SegmentGemmException.class, () -> SegmentGemmNative.deviceQuery(0));
+      assertEquals(Status.NO_DEVICE, e.status(), e.getMessage());
+    }
+  }
+
+  @Test
   void noGpuIsAClearErrorNotACrash() {
     assumeFalse(Gpu.isAvailable(), "a GPU is present: this test covers machines without one");
     String reason = Gpu.unavailableReason().orElseThrow();

@@ -46,10 +46,6 @@ public final class SegmentGemmDemo {
           "target/demo-output", 16);
       for (int i = 0; i < args.length; i++) {
         String a = args[i];
-        if (a.equals("--help") || a.equals("-h")) {
-          System.out.println(USAGE);
-          System.exit(0);
-        }
         if (i + 1 >= args.length) throw new IllegalArgumentException(a + " needs a value\n" + USAGE);
         String v = args[++i];
         o = switch (a) {
@@ -90,6 +86,10 @@ public final class SegmentGemmDemo {
   private SegmentGemmDemo() {}
 
   public static void main(String[] args) {
+    if (java.util.Arrays.asList(args).contains("--help") || java.util.Arrays.asList(args).contains("-h")) {
+      System.out.println(USAGE);
+      return;
+    }
     Options o;
     try {
       o = Options.parse(args);
