@@ -179,7 +179,8 @@ public final class SegmentGemm implements AutoCloseable {
     return b == null ? 0 : b.getAddress();
   }
 
-  private static DeviceMemoryBuffer upload(float[] values, DType dtype) {
+  /** values as dtype in new device memory (package-private: tests build inputs with it). */
+  static DeviceMemoryBuffer upload(float[] values, DType dtype) {
     long bytes = (long) values.length * dtype.bytes();
     try (HostMemoryBuffer h = HostMemoryBuffer.allocate(bytes)) {
       if (dtype == DType.FLOAT32) {
@@ -191,7 +192,7 @@ public final class SegmentGemm implements AutoCloseable {
     }
   }
 
-  private static DeviceMemoryBuffer upload(long[] values) {
+  static DeviceMemoryBuffer upload(long[] values) {
     try (HostMemoryBuffer h = HostMemoryBuffer.allocate((long) values.length * 8)) {
       h.setLongs(0, values, 0, values.length);
       return toDevice(h);

@@ -89,14 +89,14 @@ class GpuSegmentGemmTest {
   void outputIsOverwrittenAndBadSegmentsAreReported() {
     Cuda.Stream s = Cuda.DEFAULT_STREAM;
     // x: 4 x 2 ones; W0 = W1 = all ones (d_in 2, d_out 3): every y element is 2.
-    try (DeviceMemoryBuffer x = upload(ones(8));
-         DeviceMemoryBuffer w = upload(ones(12));
+    try (DeviceMemoryBuffer x = SegmentGemm.upload(ones(8), DType.FLOAT16);
+         DeviceMemoryBuffer w = SegmentGemm.upload(ones(12), DType.FLOAT16);
          DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(4 * 3 * 2);
-         DeviceMemoryBuffer goodLens = uploadLongs(4, 0);
-         DeviceMemoryBuffer negative = uploadLongs(4, -1);
-         DeviceMemoryBuffer short3 = uploadLongs(3, 0);
-         DeviceMemoryBuffer badIndptr = uploadLongs(0, 3, 2);
-         DeviceMemoryBuffer idx = uploadLongs(0, 2)) {
+         DeviceMemoryBuffer goodLens = SegmentGemm.upload(new long[] {4, 0});
+         DeviceMemoryBuffer negative = SegmentGemm.upload(new long[] {4, -1});
+         DeviceMemoryBuffer short3 = SegmentGemm.upload(new long[] {3, 0});
+         DeviceMemoryBuffer badIndptr = SegmentGemm.upload(new long[] {0, 3, 2});
+         DeviceMemoryBuffer idx = SegmentGemm.upload(new long[] {0, 2})) {
       poison(y);
       gemm.run(DType.FLOAT16, x, 4, 2, 3, w, 2, false, y, 2, goodLens, null, null, s);
       for (short v : download(y)) assertEquals(0x4000, v & 0xffff, "y = 2.0 everywhere, not y + 2");
@@ -123,9 +123,9 @@ class GpuSegmentGemmTest {
     }
   }
 
-  private static short[] ones(int n) {
-    short[] v = new short[n];
-    java.util.Arrays.fill(v, (short) 0x3c00);  // float16 1.0
+  private static float[] ones(int n) {
+    float[] v = new float[n];
+    java.util.Arrays.fill(v, 1f);
     return v;
   }
 
@@ -135,24 +135,6 @@ class GpuSegmentGemmTest {
     try (HostMemoryBuffer h = HostMemoryBuffer.allocate(y.getLength())) {
       h.setShorts(0, nan, 0, nan.length);
       y.copyFromHostBuffer(h);
-    }
-  }
-
-  private static DeviceMemoryBuffer upload(short[] v) {
-    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(v.length * 2L)) {
-      h.setShorts(0, v, 0, v.length);
-      DeviceMemoryBuffer d = DeviceMemoryBuffer.allocate(h.getLength());
-      d.copyFromHostBuffer(h);
-      return d;
-    }
-  }
-
-  private static DeviceMemoryBuffer uploadLongs(long... v) {
-    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(v.length * 8L)) {
-      h.setLongs(0, v, 0, v.length);
-      DeviceMemoryBuffer d = DeviceMemoryBuffer.allocate(h.getLength());
-      d.copyFromHostBuffer(h);
-      return d;
     }
   }
 

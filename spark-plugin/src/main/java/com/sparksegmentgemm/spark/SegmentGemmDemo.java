@@ -42,26 +42,28 @@ public final class SegmentGemmDemo {
       int partitions, String engine, String output, int sample) implements Serializable {
 
     static Options parse(String[] args) {
-      Options o = new Options("local[*]", 200_000, 32, 256, 256, DType.BFLOAT16, 8, "auto",
-          "target/demo-output", 16);
+      String master = "local[*]", engine = "auto", output = "target/demo-output";
+      long rows = 200_000;
+      int adapters = 32, dIn = 256, dOut = 256, partitions = 8;
+      DType dtype = DType.BFLOAT16;
       for (int i = 0; i < args.length; i++) {
         String a = args[i];
         if (i + 1 >= args.length) throw new IllegalArgumentException(a + " needs a value\n" + USAGE);
         String v = args[++i];
-        o = switch (a) {
-          case "--master" -> new Options(v, o.rows, o.adapters, o.dIn, o.dOut, o.dtype, o.partitions, o.engine, o.output, o.sample);
-          case "--rows" -> new Options(o.master, Long.parseLong(v), o.adapters, o.dIn, o.dOut, o.dtype, o.partitions, o.engine, o.output, o.sample);
-          case "--adapters" -> new Options(o.master, o.rows, Integer.parseInt(v), o.dIn, o.dOut, o.dtype, o.partitions, o.engine, o.output, o.sample);
-          case "--d-in" -> new Options(o.master, o.rows, o.adapters, Integer.parseInt(v), o.dOut, o.dtype, o.partitions, o.engine, o.output, o.sample);
-          case "--d-out" -> new Options(o.master, o.rows, o.adapters, o.dIn, Integer.parseInt(v), o.dtype, o.partitions, o.engine, o.output, o.sample);
-          case "--dtype" -> new Options(o.master, o.rows, o.adapters, o.dIn, o.dOut, DType.valueOf(v.toUpperCase(Locale.ROOT)), o.partitions, o.engine, o.output, o.sample);
-          case "--partitions" -> new Options(o.master, o.rows, o.adapters, o.dIn, o.dOut, o.dtype, Integer.parseInt(v), o.engine, o.output, o.sample);
-          case "--engine" -> new Options(o.master, o.rows, o.adapters, o.dIn, o.dOut, o.dtype, o.partitions, engine(v), o.output, o.sample);
-          case "--output" -> new Options(o.master, o.rows, o.adapters, o.dIn, o.dOut, o.dtype, o.partitions, o.engine, v, o.sample);
+        switch (a) {
+          case "--master" -> master = v;
+          case "--rows" -> rows = Long.parseLong(v);
+          case "--adapters" -> adapters = Integer.parseInt(v);
+          case "--d-in" -> dIn = Integer.parseInt(v);
+          case "--d-out" -> dOut = Integer.parseInt(v);
+          case "--dtype" -> dtype = DType.valueOf(v.toUpperCase(Locale.ROOT));
+          case "--partitions" -> partitions = Integer.parseInt(v);
+          case "--engine" -> engine = engine(v);
+          case "--output" -> output = v;
           default -> throw new IllegalArgumentException("unknown option " + a + "\n" + USAGE);
-        };
+        }
       }
-      return o;
+      return new Options(master, rows, adapters, dIn, dOut, dtype, partitions, engine, output, 16);
     }
 
     private static String engine(String v) {
