@@ -38,21 +38,23 @@ struct SegmentArgs {
   int64_t tile_rows;
 };
 
-// Length of segment i, or -1 if it is invalid (reported).
-__device__ int64_t checked_length(const SegmentArgs& a, int64_t i, ErrorRecord* record) {
+// Length of segment i, or -1 if it is invalid. Pass 1 reports why (kReport); pass 2 re-derives
+// the same answer from the same rules without reporting again.
+template <bool kReport>
+__device__ int64_t segment_length(const SegmentArgs& a, int64_t i, ErrorRecord* record) {
   int64_t len;
   bool ok = true;
   if (a.seg_indptr != nullptr) {
     len = a.seg_indptr[i + 1] - a.seg_indptr[i];
-    if (len < 0) { report(record, i, kSegIndptrDecreasing); ok = false; }
+    if (len < 0) { if (kReport) report(record, i, kSegIndptrDecreasing); ok = false; }
   } else {
     len = a.seg_lens[i];
-    if (len < 0) { report(record, i, kSegNegativeLength); ok = false; }
-    else if (len > a.x_rows) { report(record, i, kSegLengthTooLarge); ok = false; }
+    if (len < 0) { if (kReport) report(record, i, kSegNegativeLength); ok = false; }
+    else if (len > a.x_rows) { if (kReport) report(record, i, kSegLengthTooLarge); ok = false; }
   }
   if (a.weight_indices != nullptr) {
     const int64_t w = a.weight_indices[i];
-    if (w < 0 || w >= a.num_weights) { report(record, i, kSegWeightIndexRange); ok = false; }
+    if (w < 0 || w >= a.num_weights) { if (kReport) report(record, i, kSegWeightIndexRange); ok = false; }
   }
   return ok ? len : -1;
 }
@@ -71,7 +73,7 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(SegmentArgs a, int64_
 
   long long rows = 0, tiles = 0;
   for (int64_t i = begin; i < end; ++i) {
-    const int64_t len = checked_length(a, i, record);
+    const int64_t len = segment_length<true>(a, i, record);
     if (len > 0) { rows += len; tiles += (len + a.tile_rows - 1) / a.tile_rows; }
   }
   Scan(scan_storage).ExclusiveSum(rows, rows);
@@ -79,11 +81,8 @@ __global__ void __launch_bounds__(kThreads) prepare_kernel(SegmentArgs a, int64_
   Scan(scan_storage).ExclusiveSum(tiles, tiles);
 
   for (int64_t i = begin; i < end; ++i) {
-    // Re-derive the length without reporting again (the first pass did).
-    int64_t len = a.seg_indptr != nullptr ? a.seg_indptr[i + 1] - a.seg_indptr[i] : a.seg_lens[i];
-    const bool bad_index = a.weight_indices != nullptr &&
-                           (a.weight_indices[i] < 0 || a.weight_indices[i] >= a.num_weights);
-    if (len < 0 || (a.seg_indptr == nullptr && len > a.x_rows) || bad_index) len = 0;
+    const int64_t checked = segment_length<false>(a, i, record);
+    const int64_t len = checked > 0 ? checked : 0;
     rows += len;
     tiles += (len + a.tile_rows - 1) / a.tile_rows;
     if (a.seg_indptr == nullptr) built_indptr[i + 1] = rows;
