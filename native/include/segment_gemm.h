@@ -42,17 +42,37 @@ typedef enum sgemm_status {
   SGEMM_INTERNAL_ERROR = 6
 } sgemm_status;
 
-/* Element types of x, weights and y (all three share one). Accumulation is always fp32. */
+/*
+ * Element types of x, weights and y (all three share one). Accumulation is always fp32.
+ * float16 and bfloat16 run on the tensor cores (CUTLASS) when d_in and d_out are multiples of 8
+ * and x, weights and y are 16-byte aligned; other sizes run on the portable kernel.
+ * float32 is computed in full fp32 on the CUDA cores (portable kernel), never silently in TF32:
+ * callers who want tensor cores convert to float16/bfloat16 on the device first (the Spark UDF
+ * does, by its compute-dtype setting).
+ */
 typedef enum sgemm_dtype {
   SGEMM_FLOAT32 = 0,
   SGEMM_FLOAT16 = 1,
   SGEMM_BFLOAT16 = 2
 } sgemm_dtype;
 
-/* Which kernel family runs a call. AUTO picks the best one the device supports. */
+/*
+ * Which kernel family runs a call.
+ *  AUTO      compute capability 9.0: SM90 for the calls it supports, else PORTABLE;
+ *            8.x: SM80 likewise; anything else: PORTABLE.
+ *  PORTABLE  SIMT kernel: any dtype, layout, size and architecture.
+ *  SM90      CUTLASS 3.x pointer-array grouped GEMM (TMA, wgmma, warp-specialised); needs a
+ *            compute capability 9.0 device (H100/H200), float16/bfloat16 and aligned sizes.
+ *  SM80      CUTLASS 2.x grouped GEMM (mma.sync, cp.async); needs compute capability 8.x or 9.0,
+ *            float16/bfloat16 and aligned sizes.
+ * A forced backend (PORTABLE, SM90, SM80) never falls back: a call it cannot run fails with
+ * SGEMM_UNSUPPORTED and says why; sgemm_create fails the same way on a device it cannot use.
+ */
 typedef enum sgemm_backend {
   SGEMM_BACKEND_AUTO = 0,
-  SGEMM_BACKEND_PORTABLE = 1    /* SIMT kernel: any dtype, layout, size and architecture */
+  SGEMM_BACKEND_PORTABLE = 1,
+  SGEMM_BACKEND_SM80 = 2,
+  SGEMM_BACKEND_SM90 = 3
 } sgemm_backend;
 
 typedef struct sgemm_handle sgemm_handle;
@@ -95,14 +115,26 @@ SGEMM_EXPORT sgemm_status sgemm_device_count(int* count);
 
 SGEMM_EXPORT sgemm_status sgemm_device_query(int device, sgemm_device_info* info);
 
-/* Minimum workspace sizes, in bytes, for a call with batch_size segments. */
-SGEMM_EXPORT sgemm_status sgemm_workspace_size(int64_t batch_size, size_t* float_workspace_bytes,
-                                               size_t* int_workspace_bytes);
+/* Workspace sizes, in bytes, for one call. */
+typedef struct sgemm_workspace_sizes {
+  size_t float_bytes;            /* needed by the tensor-core backends (PORTABLE needs none) */
+  size_t float_bytes_coalesced;  /* also enough to coalesce segments that share a weight, when
+                                    that pays (>= float_bytes; see sgemm_run) */
+  size_t int_bytes;              /* needed by every backend */
+} sgemm_workspace_sizes;
+
+/*
+ * Workspace sizes for a call with these arguments. Reads only dtype, x_rows, d_in, d_out,
+ * num_weights, batch_size and whether weight_indices is NULL; no pointer is dereferenced and no
+ * device is needed.
+ */
+SGEMM_EXPORT sgemm_status sgemm_workspace_size(const sgemm_run_args* args,
+                                               sgemm_workspace_sizes* sizes);
 
 /*
  * Creates a handle bound to the current device. The workspaces are device memory the caller
  * owns and keeps alive while the handle uses them (FlashInfer advises 128 MiB of float
- * workspace; 8 MiB of int workspace holds the state of about 500,000 segments). A handle and its
+ * workspace; sgemm_workspace_size gives the exact need of a call). A handle and its
  * workspace serve one stream at a time: use one handle per thread or stream.
  */
 SGEMM_EXPORT sgemm_status sgemm_create(sgemm_handle** handle, sgemm_backend backend,
@@ -116,9 +148,24 @@ SGEMM_EXPORT sgemm_status sgemm_reset_workspace(sgemm_handle* handle, void* floa
 
 SGEMM_EXPORT sgemm_status sgemm_destroy(sgemm_handle* handle);
 
-/* Enqueues one segment GEMM on stream; returns without synchronising. */
+/*
+ * Enqueues one segment GEMM on stream; returns without synchronising and allocates nothing.
+ * Per-segment problem sizes and pointers are computed on the device. When weight_indices make
+ * many segments share few weights (decode-style batches) and the float workspace holds
+ * float_bytes_coalesced, the rows of segments that share a weight are gathered into one tall
+ * problem per weight and the results scattered back, so the tensor cores read each weight once.
+ */
 SGEMM_EXPORT sgemm_status sgemm_run(sgemm_handle* handle, const sgemm_run_args* args,
                                     void* stream);
+
+/*
+ * Writes into buf (NUL-terminated, truncated to buf_len) the kernel sgemm_run would choose for
+ * args on this handle, e.g. "sm90 bf16 B=row tile=128x128x64 cooperative, coalesced by weight";
+ * fails like sgemm_run would for a call no kernel can run. Reads the same fields as
+ * sgemm_workspace_size plus the pointers' alignment; touches no device memory.
+ */
+SGEMM_EXPORT sgemm_status sgemm_describe_plan(sgemm_handle* handle, const sgemm_run_args* args,
+                                              char* buf, size_t buf_len);
 
 /*
  * Waits for stream and reports the first error the device found in the segment data of the

@@ -189,17 +189,28 @@ sgemm_status sgemm_device_query(int device, sgemm_device_info* info) {
   return SGEMM_OK;
 }
 
-sgemm_status sgemm_workspace_size(int64_t batch_size, size_t* float_bytes, size_t* int_bytes) {
+sgemm_status sgemm_workspace_size(const sgemm_run_args* args, sgemm_workspace_sizes* sizes) {
   clear_error();
-  if (float_bytes == nullptr || int_bytes == nullptr) {
-    return fail(SGEMM_INVALID_ARGUMENT, "output pointer is null");
-  }
+  if (args == nullptr || sizes == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args or sizes is null");
   IntWorkspaceLayout layout;
-  if (!int_workspace_layout(batch_size, &layout)) {
-    return fail(SGEMM_INVALID_ARGUMENT, "batch_size " + str(batch_size) + " < 0");
+  if (!int_workspace_layout(args->batch_size, &layout)) {
+    return fail(SGEMM_INVALID_ARGUMENT, "batch_size " + str(args->batch_size) + " < 0");
   }
-  *float_bytes = 0;  // the portable kernel needs no float workspace
-  *int_bytes = layout.total;
+  sizes->float_bytes = 0;  // the portable kernel needs no float workspace
+  sizes->float_bytes_coalesced = 0;
+  sizes->int_bytes = layout.total;
+  return SGEMM_OK;
+}
+
+sgemm_status sgemm_describe_plan(sgemm_handle* h, const sgemm_run_args* args, char* buf,
+                                 size_t buf_len) {
+  clear_error();
+  if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+  if (args == nullptr || buf == nullptr || buf_len == 0) {
+    return fail(SGEMM_INVALID_ARGUMENT, "args or buf is null");
+  }
+  SGEMM_TRY(check_args(*args));
+  std::snprintf(buf, buf_len, "portable %s", dtype_name(args->dtype));
   return SGEMM_OK;
 }
 

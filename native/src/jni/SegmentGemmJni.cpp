@@ -33,6 +33,27 @@ bool ok(JNIEnv* env, sgemm_status status) {
 template <typename T>
 T* ptr(jlong address) { return reinterpret_cast<T*>(static_cast<uintptr_t>(address)); }
 
+sgemm_run_args run_args(jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
+                        jlong weights, jlong num_weights, jboolean weight_column_major, jlong y,
+                        jlong batch_size, jlong seg_lens, jlong seg_indptr,
+                        jlong weight_indices) {
+  sgemm_run_args args{};
+  args.dtype = static_cast<sgemm_dtype>(dtype);
+  args.x = ptr<const void>(x);
+  args.x_rows = x_rows;
+  args.d_in = d_in;
+  args.d_out = d_out;
+  args.weights = ptr<const void>(weights);
+  args.num_weights = num_weights;
+  args.weight_column_major = weight_column_major ? 1 : 0;
+  args.y = ptr<void>(y);
+  args.batch_size = batch_size;
+  args.seg_lens = ptr<const int64_t>(seg_lens);
+  args.seg_indptr = ptr<const int64_t>(seg_indptr);
+  args.weight_indices = ptr<const int64_t>(weight_indices);
+  return args;
+}
+
 }  // namespace
 
 extern "C" {
@@ -64,14 +85,27 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceQuery0(JNIEnv* env, 
 }
 
 JNIEXPORT jlongArray JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize0(JNIEnv* env, jclass,
-                                                                   jlong batch_size) {
-  size_t float_bytes = 0, int_bytes = 0;
-  if (!ok(env, sgemm_workspace_size(batch_size, &float_bytes, &int_bytes))) return nullptr;
-  jlongArray result = env->NewLongArray(2);
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize0(
+    JNIEnv* env, jclass, jint dtype, jlong x_rows, jlong d_in, jlong d_out, jlong num_weights,
+    jlong batch_size, jboolean has_weight_indices) {
+  sgemm_run_args args{};
+  args.dtype = static_cast<sgemm_dtype>(dtype);
+  args.x_rows = x_rows;
+  args.d_in = d_in;
+  args.d_out = d_out;
+  args.num_weights = num_weights;
+  args.batch_size = batch_size;
+  // Only null-ness is read: any non-null address says "weight indices are given".
+  static const int64_t kPresent = 0;
+  args.weight_indices = has_weight_indices ? &kPresent : nullptr;
+  sgemm_workspace_sizes sizes{};
+  if (!ok(env, sgemm_workspace_size(&args, &sizes))) return nullptr;
+  jlongArray result = env->NewLongArray(3);
   if (result == nullptr) return nullptr;
-  const jlong values[2] = {static_cast<jlong>(float_bytes), static_cast<jlong>(int_bytes)};
-  env->SetLongArrayRegion(result, 0, 2, values);
+  const jlong values[3] = {static_cast<jlong>(sizes.float_bytes),
+                           static_cast<jlong>(sizes.float_bytes_coalesced),
+                           static_cast<jlong>(sizes.int_bytes)};
+  env->SetLongArrayRegion(result, 0, 3, values);
   return result;
 }
 
@@ -108,21 +142,25 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_run0(
     JNIEnv* env, jclass, jlong handle, jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
     jlong weights, jlong num_weights, jboolean weight_column_major, jlong y, jlong batch_size,
     jlong seg_lens, jlong seg_indptr, jlong weight_indices, jlong stream) {
-  sgemm_run_args args{};
-  args.dtype = static_cast<sgemm_dtype>(dtype);
-  args.x = ptr<const void>(x);
-  args.x_rows = x_rows;
-  args.d_in = d_in;
-  args.d_out = d_out;
-  args.weights = ptr<const void>(weights);
-  args.num_weights = num_weights;
-  args.weight_column_major = weight_column_major ? 1 : 0;
-  args.y = ptr<void>(y);
-  args.batch_size = batch_size;
-  args.seg_lens = ptr<const int64_t>(seg_lens);
-  args.seg_indptr = ptr<const int64_t>(seg_indptr);
-  args.weight_indices = ptr<const int64_t>(weight_indices);
+  const sgemm_run_args args = run_args(dtype, x, x_rows, d_in, d_out, weights, num_weights,
+                                       weight_column_major, y, batch_size, seg_lens, seg_indptr,
+                                       weight_indices);
   ok(env, sgemm_run(ptr<sgemm_handle>(handle), &args, ptr<void>(stream)));
+}
+
+JNIEXPORT jstring JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_describePlan0(
+    JNIEnv* env, jclass, jlong handle, jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
+    jlong weights, jlong num_weights, jboolean weight_column_major, jlong y, jlong batch_size,
+    jlong seg_lens, jlong seg_indptr, jlong weight_indices) {
+  const sgemm_run_args args = run_args(dtype, x, x_rows, d_in, d_out, weights, num_weights,
+                                       weight_column_major, y, batch_size, seg_lens, seg_indptr,
+                                       weight_indices);
+  char buf[256];
+  if (!ok(env, sgemm_describe_plan(ptr<sgemm_handle>(handle), &args, buf, sizeof(buf)))) {
+    return nullptr;
+  }
+  return env->NewStringUTF(buf);
 }
 
 JNIEXPORT void JNICALL

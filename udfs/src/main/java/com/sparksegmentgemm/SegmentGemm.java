@@ -7,6 +7,7 @@ import ai.rapids.cudf.HostMemoryBuffer;
 import com.sparksegmentgemm.nativelib.Backend;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
+import com.sparksegmentgemm.nativelib.WorkspaceSizes;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 
@@ -45,9 +46,10 @@ public final class SegmentGemm implements AutoCloseable {
 
   public SegmentGemm(Backend backend) {
     this.backend = backend;
-    long[] need = SegmentGemmNative.workspaceSize(INITIAL_SEGMENTS);
-    try (DeviceMemoryBuffer f = DeviceMemoryBuffer.allocate(need[0]);
-         DeviceMemoryBuffer i = DeviceMemoryBuffer.allocate(need[1])) {
+    WorkspaceSizes need = SegmentGemmNative.workspaceSize(DType.BFLOAT16, 0, 0, 0,
+        INITIAL_SEGMENTS, INITIAL_SEGMENTS, true);
+    try (DeviceMemoryBuffer f = DeviceMemoryBuffer.allocate(need.floatBytes());
+         DeviceMemoryBuffer i = DeviceMemoryBuffer.allocate(need.intBytes())) {
       handle = SegmentGemmNative.create(backend, f.getAddress(), f.getLength(), i.getAddress(),
           i.getLength());
       // Ownership moves to this instance only once the handle exists.
@@ -144,7 +146,8 @@ public final class SegmentGemm implements AutoCloseable {
   }
 
   private void ensureIntWorkspace(long batchSize) {
-    long need = SegmentGemmNative.workspaceSize(batchSize)[1];
+    long need = SegmentGemmNative.workspaceSize(DType.BFLOAT16, 0, 0, 0, batchSize, batchSize,
+        true).intBytes();
     if (need <= intWorkspace.getLength() || !ownsWorkspaces) return;  // too small: native says so
     long bytes = Math.max(need, 2 * intWorkspace.getLength());
     try (DeviceMemoryBuffer grown = DeviceMemoryBuffer.allocate(bytes)) {

@@ -28,10 +28,17 @@ public final class SegmentGemmNative {
     return deviceQuery0(device);
   }
 
-  /** {float workspace bytes, int workspace bytes} needed for batchSize segments. */
-  public static long[] workspaceSize(long batchSize) {
+  /**
+   * Workspace bytes for a call of this shape (sgemm_workspace_size): {float workspace needed by
+   * the tensor-core backends, float workspace that also lets segments sharing a weight be
+   * coalesced, int workspace}. Needs no device.
+   */
+  public static WorkspaceSizes workspaceSize(DType dtype, long xRows, long dIn, long dOut,
+      long numWeights, long batchSize, boolean hasWeightIndices) {
     NativeLib.ensureLoaded();
-    return workspaceSize0(batchSize);
+    long[] s = workspaceSize0(dtype.code(), xRows, dIn, dOut, numWeights, batchSize,
+        hasWeightIndices);
+    return new WorkspaceSizes(s[0], s[1], s[2]);
   }
 
   /** Creates a native handle; the caller keeps the workspaces alive and destroys the handle. */
@@ -62,6 +69,18 @@ public final class SegmentGemmNative {
         batchSize, segLens, segIndptr, weightIndices, stream);
   }
 
+  /**
+   * The kernel {@link #run} would choose for these arguments on this handle, e.g. "sm90 bf16
+   * B=row tile=128x128x64 cooperative"; throws like run for a call no kernel can run.
+   */
+  public static String describePlan(long handle, DType dtype, long x, long xRows, long dIn,
+      long dOut, long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
+      long segLens, long segIndptr, long weightIndices) {
+    NativeLib.ensureLoaded();
+    return describePlan0(handle, dtype.code(), x, xRows, dIn, dOut, weights, numWeights,
+        weightColumnMajor, y, batchSize, segLens, segIndptr, weightIndices);
+  }
+
   /** Waits for stream; throws the first error the device found in segment data since the last check. */
   public static void check(long handle, long stream) {
     NativeLib.ensureLoaded();
@@ -74,7 +93,8 @@ public final class SegmentGemmNative {
 
   private static native DeviceInfo deviceQuery0(int device);
 
-  private static native long[] workspaceSize0(long batchSize);
+  private static native long[] workspaceSize0(int dtype, long xRows, long dIn, long dOut,
+      long numWeights, long batchSize, boolean hasWeightIndices);
 
   private static native long create0(int backend, long floatWorkspace, long floatWorkspaceBytes,
       long intWorkspace, long intWorkspaceBytes);
@@ -87,6 +107,10 @@ public final class SegmentGemmNative {
   private static native void run0(long handle, int dtype, long x, long xRows, long dIn, long dOut,
       long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
       long segLens, long segIndptr, long weightIndices, long stream);
+
+  private static native String describePlan0(long handle, int dtype, long x, long xRows,
+      long dIn, long dOut, long weights, long numWeights, boolean weightColumnMajor, long y,
+      long batchSize, long segLens, long segIndptr, long weightIndices);
 
   private static native void check0(long handle, long stream);
 }

@@ -21,11 +21,12 @@ class NativeLibTest {
     assertNotNull(NativeLib.class.getResource(NativeLib.resourcePath()),
         "libsegmentgemm.so is not bundled at " + NativeLib.resourcePath());
     assertEquals("0.1.0", SegmentGemmNative.libraryVersion());
-    long[] ws = SegmentGemmNative.workspaceSize(100_000);
-    assertEquals(0, ws[0], "the portable kernel needs no float workspace");
-    assertTrue(ws[1] >= 2 * 100_001 * 8L, "int workspace holds two (batch + 1) int64 arrays");
+    WorkspaceSizes ws =
+        SegmentGemmNative.workspaceSize(DType.BFLOAT16, 1_000_000, 256, 256, 8, 100_000, true);
+    assertTrue(ws.intBytes() >= 2 * 100_001 * 8L, "int workspace holds two (batch + 1) int64 arrays");
+    assertTrue(ws.floatBytesCoalesced() >= ws.floatBytes(), ws.toString());
     SegmentGemmException e = assertThrows(SegmentGemmException.class,
-        () -> SegmentGemmNative.workspaceSize(-1));
+        () -> SegmentGemmNative.workspaceSize(DType.BFLOAT16, 0, 8, 8, 1, -1, false));
     assertEquals(Status.INVALID_ARGUMENT, e.status());
     assertTrue(e.getMessage().contains("batch_size -1"), e.getMessage());
   }
@@ -38,7 +39,8 @@ class NativeLibTest {
     for (Runnable call : new Runnable[] {
         () -> SegmentGemmNative.check(0, 0),
         () -> SegmentGemmNative.resetWorkspace(0, 0, 0, 0, 0),
-        () -> SegmentGemmNative.run(0, DType.BFLOAT16, 0, 0, 0, 0, 0, 0, false, 0, 0, 0, 0, 0, 0)}) {
+        () -> SegmentGemmNative.run(0, DType.BFLOAT16, 0, 0, 0, 0, 0, 0, false, 0, 0, 0, 0, 0, 0),
+        () -> SegmentGemmNative.describePlan(0, DType.BFLOAT16, 0, 0, 0, 0, 0, 0, false, 0, 0, 0, 0, 0)}) {
       SegmentGemmException e = assertThrows(SegmentGemmException.class, call::run);
       assertEquals(Status.INVALID_ARGUMENT, e.status());
       assertEquals("INVALID_ARGUMENT: handle is null", e.getMessage());
