@@ -133,8 +133,10 @@ SGEMM_EXPORT sgemm_status sgemm_workspace_size(const sgemm_run_args* args,
 
 /*
  * Creates a handle bound to the current device. The workspaces are device memory the caller
- * owns and keeps alive while the handle uses them (FlashInfer advises 128 MiB of float
- * workspace; sgemm_workspace_size gives the exact need of a call). A handle and its
+ * owns and keeps alive while the handle uses them. sgemm_workspace_size gives the exact need
+ * of a call: the tensor-core kernels take about 100 bytes of float workspace per segment plus
+ * 4 MiB (FlashInfer's advised 128 MiB covers a million segments); coalescing segments that share
+ * a weight also needs x_rows * (d_in + d_out) elements. A handle and its
  * workspace serve one stream at a time: use one handle per thread or stream.
  */
 SGEMM_EXPORT sgemm_status sgemm_create(sgemm_handle** handle, sgemm_backend backend,

@@ -2,6 +2,8 @@
 # Builds libsegmentgemm.so: installs the toolchain if needed, configures and builds with CMake.
 #   native/scripts/build-native.sh <build-dir> <output-dir>
 # The library is copied to <output-dir>/libsegmentgemm.so (Maven puts it inside the jar).
+# SEGMENTGEMM_KERNELS (e.g. "sm90_bf16_row_large;sm80_bf16_row") builds a subset, for quick local
+# iterations; the default builds every tensor-core kernel.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:?build dir}; out=${2:?output dir}
@@ -11,7 +13,8 @@ start=$(date +%s)
 mkdir -p "$build"
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CUDA_COMPILER="$CUDA_TOOLKIT_ROOT/bin/nvcc" -DCUDAToolkit_ROOT="$CUDA_TOOLKIT_ROOT" \
-  -DCUTLASS_INCLUDE_DIRS="$CUTLASS_INCLUDE_DIRS" >"$build.configure.log" 2>&1 \
+  -DCUTLASS_INCLUDE_DIRS="$CUTLASS_INCLUDE_DIRS" -DSEGMENTGEMM_KERNELS="${SEGMENTGEMM_KERNELS:-all}" \
+  >"$build.configure.log" 2>&1 \
   || { cat "$build.configure.log" >&2; exit 1; }
 cmake --build "$build" --parallel "$jobs"
 # The jar must carry SASS for sm_80 and sm_90a and PTX for newer GPUs: check, and show it.

@@ -7,7 +7,10 @@
 #include <new>
 #include <string>
 
+#include "coalesce.hpp"
 #include "error.hpp"
+#include "grouped.hpp"
+#include "plan.hpp"
 #include "portable_gemm.hpp"
 #include "prepare.hpp"
 #include "workspace.hpp"
@@ -20,6 +23,8 @@ struct sgemm_handle {
   int device;
   sgemm_backend backend;
   int multiprocessor_count;
+  int cc_major;  // compute capability, for the kernel choice
+  int cc_minor;
   void* float_ws;
   size_t float_ws_bytes;
   void* int_ws;
@@ -50,15 +55,6 @@ sgemm_status cuda_fail(cudaError_t err, const char* what) {
 }
 
 namespace {
-
-const char* dtype_name(sgemm_dtype d) {
-  switch (d) {
-    case SGEMM_FLOAT32: return "float32";
-    case SGEMM_FLOAT16: return "float16";
-    case SGEMM_BFLOAT16: return "bfloat16";
-  }
-  return "unknown";
-}
 
 std::string str(long long v) { return std::to_string(v); }
 
@@ -117,6 +113,37 @@ sgemm_status use_device(const sgemm_handle* h) {
   int current = -1;
   SGEMM_CUDA_TRY(cudaGetDevice(&current));
   if (current != h->device) SGEMM_CUDA_TRY(cudaSetDevice(h->device));
+  return SGEMM_OK;
+}
+
+// A forced tensor-core backend needs a device that runs its kernels.
+sgemm_status check_backend_device(sgemm_backend backend, int major, int minor) {
+  const std::string cc = str(major) + "." + str(minor);
+  if (backend == SGEMM_BACKEND_SM90 && !(major == 9 && minor == 0)) {
+    return fail(SGEMM_UNSUPPORTED, "SM90 backend needs a compute capability 9.0 GPU (H100/H200); "
+                                   "this one is " + cc + " (use AUTO)");
+  }
+  if (backend == SGEMM_BACKEND_SM80 && !(major == 8 || (major == 9 && minor == 0))) {
+    return fail(SGEMM_UNSUPPORTED, "SM80 backend needs a compute capability 8.x or 9.0 GPU; "
+                                   "this one is " + cc + " (use AUTO)");
+  }
+  return SGEMM_OK;
+}
+
+sgemm_status run_portable(const sgemm_handle* h, const sgemm_run_args& a,
+                          const PreparedSegments& seg, cudaStream_t stream) {
+  const PortableLaunch launch = portable_kernel_for(a.dtype, a.weight_column_major != 0);
+  if (launch == nullptr) {
+    return fail(SGEMM_UNSUPPORTED, std::string("no kernel for dtype ") + dtype_name(a.dtype));
+  }
+  const PortableParams p{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, seg.indptr,
+                         a.weight_indices, seg.tile_offsets, seg.record};
+  // Enough blocks to fill the device; the row tiles beyond that are walked by the same blocks.
+  const int64_t max_tiles = (a.x_rows + kPortableTileRows - 1) / kPortableTileRows + a.batch_size;
+  const int grid_rows = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(max_tiles, 8LL * h->multiprocessor_count)));
+  const cudaError_t err = launch(p, grid_rows, stream);
+  if (err != cudaSuccess) return cuda_fail(err, "portable segment GEMM launch");
   return SGEMM_OK;
 }
 
@@ -192,13 +219,20 @@ sgemm_status sgemm_device_query(int device, sgemm_device_info* info) {
 sgemm_status sgemm_workspace_size(const sgemm_run_args* args, sgemm_workspace_sizes* sizes) {
   clear_error();
   if (args == nullptr || sizes == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args or sizes is null");
-  IntWorkspaceLayout layout;
-  if (!int_workspace_layout(args->batch_size, &layout)) {
-    return fail(SGEMM_INVALID_ARGUMENT, "batch_size " + str(args->batch_size) + " < 0");
+  const sgemm_run_args& a = *args;
+  if (a.x_rows < 0 || a.d_in < 0 || a.d_out < 0 || a.num_weights < 0 || a.batch_size < 0) {
+    return fail(SGEMM_INVALID_ARGUMENT,
+                "negative size: x_rows=" + str(a.x_rows) + " d_in=" + str(a.d_in) +
+                    " d_out=" + str(a.d_out) + " num_weights=" + str(a.num_weights) +
+                    " batch_size=" + str(a.batch_size));
   }
-  sizes->float_bytes = 0;  // the portable kernel needs no float workspace
-  sizes->float_bytes_coalesced = 0;
+  IntWorkspaceLayout layout;
+  int_workspace_layout(a.batch_size, &layout);
   sizes->int_bytes = layout.total;
+  sizes->float_bytes = float_workspace_layout(a, false).total;
+  sizes->float_bytes_coalesced =
+      coalescing_pays(a) ? std::max(sizes->float_bytes, float_workspace_layout(a, true).total)
+                         : sizes->float_bytes;
   return SGEMM_OK;
 }
 
@@ -210,7 +244,9 @@ sgemm_status sgemm_describe_plan(sgemm_handle* h, const sgemm_run_args* args, ch
     return fail(SGEMM_INVALID_ARGUMENT, "args or buf is null");
   }
   SGEMM_TRY(check_args(*args));
-  std::snprintf(buf, buf_len, "portable %s", dtype_name(args->dtype));
+  Plan plan;
+  SGEMM_TRY(make_plan(h->backend, h->cc_major, h->cc_minor, *args, h->float_ws_bytes, &plan));
+  std::snprintf(buf, buf_len, "%s", describe_plan(plan, *args).c_str());
   return SGEMM_OK;
 }
 
@@ -219,8 +255,9 @@ sgemm_status sgemm_create(sgemm_handle** handle, sgemm_backend backend, void* fl
   clear_error();
   if (handle == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
   *handle = nullptr;
-  if (backend != SGEMM_BACKEND_AUTO && backend != SGEMM_BACKEND_PORTABLE) {
-    return fail(SGEMM_INVALID_ARGUMENT, "unknown backend " + str(backend));
+  if (backend < SGEMM_BACKEND_AUTO || backend > SGEMM_BACKEND_SM90) {
+    return fail(SGEMM_INVALID_ARGUMENT, "unknown backend " + str(backend) +
+                                            " (AUTO 0, PORTABLE 1, SM80 2, SM90 3)");
   }
   auto* h = new (std::nothrow) sgemm_handle{};
   if (h == nullptr) return fail(SGEMM_INTERNAL_ERROR, "out of host memory");
@@ -230,8 +267,15 @@ sgemm_status sgemm_create(sgemm_handle** handle, sgemm_backend backend, void* fl
   if (err == cudaSuccess) {
     err = cudaDeviceGetAttribute(&h->multiprocessor_count, cudaDevAttrMultiProcessorCount, h->device);
   }
+  if (err == cudaSuccess) {
+    err = cudaDeviceGetAttribute(&h->cc_major, cudaDevAttrComputeCapabilityMajor, h->device);
+  }
+  if (err == cudaSuccess) {
+    err = cudaDeviceGetAttribute(&h->cc_minor, cudaDevAttrComputeCapabilityMinor, h->device);
+  }
   if (err == cudaSuccess) err = cudaMallocHost(&h->host_record, sizeof(ErrorRecord));
   if (err != cudaSuccess) st = cuda_fail(err, "sgemm_create: device setup");
+  if (st == SGEMM_OK) st = check_backend_device(backend, h->cc_major, h->cc_minor);
   if (st == SGEMM_OK) st = set_workspace(h, float_ws, float_ws_bytes, int_ws, int_ws_bytes);
   if (st != SGEMM_OK) {
     if (h->host_record != nullptr) cudaFreeHost(h->host_record);
@@ -276,22 +320,39 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
   SGEMM_TRY(use_device(h));
   auto stream = static_cast<cudaStream_t>(stream_ptr);
 
+  Plan plan;
+  SGEMM_TRY(make_plan(h->backend, h->cc_major, h->cc_minor, a, h->float_ws_bytes, &plan));
+
   PreparedSegments seg;
   SGEMM_TRY(prepare_segments(a, h->int_ws, layout, kPortableTileRows, stream, &seg));
   if (a.x_rows == 0 || a.d_out == 0) return SGEMM_OK;  // nothing to write; checks still ran
 
-  const PortableLaunch launch = portable_kernel_for(a.dtype, a.weight_column_major != 0);
-  if (launch == nullptr) {
-    return fail(SGEMM_UNSUPPORTED, std::string("no kernel for dtype ") + dtype_name(a.dtype));
+  if (plan.family == SGEMM_BACKEND_PORTABLE) return run_portable(h, a, seg, stream);
+
+  char* fws = static_cast<char*>(h->float_ws);
+  GroupedCall call{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, seg.indptr,
+                   a.weight_indices, seg.record, fws + plan.layout.args, plan.layout.args_bytes,
+                   fws + plan.layout.cutlass, kCutlassWorkspaceBytes, h->device,
+                   h->multiprocessor_count, stream};
+  CoalesceBuffers buffers{};
+  const size_t elt = element_bytes(a.dtype);
+  if (plan.coalesce) {
+    const CoalesceLayout c = coalesce_layout(plan.layout.coalesce_begin, a.batch_size,
+                                             a.num_weights, a.x_rows, a.d_in, a.d_out, elt);
+    buffers = CoalesceBuffers{reinterpret_cast<int64_t*>(fws + c.group_rows),
+                              reinterpret_cast<int64_t*>(fws + c.group_ptr),
+                              reinterpret_cast<int64_t*>(fws + c.cursor),
+                              reinterpret_cast<int64_t*>(fws + c.seg_dest), fws + c.xg,
+                              fws + c.yg};
+    SGEMM_TRY(coalesce_gather(a, seg.indptr, seg.record, buffers, elt, stream));
+    call.a = buffers.xg;
+    call.d = buffers.yg;
+    call.problems = a.num_weights;
+    call.indptr = buffers.group_ptr;
+    call.weight_indices = nullptr;  // group w uses weight w
   }
-  const PortableParams p{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, seg.indptr,
-                         a.weight_indices, seg.tile_offsets, seg.record};
-  // Enough blocks to fill the device; the row tiles beyond that are walked by the same blocks.
-  const int64_t max_tiles = (a.x_rows + kPortableTileRows - 1) / kPortableTileRows + a.batch_size;
-  const int grid_rows = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(max_tiles, 8LL * h->multiprocessor_count)));
-  const cudaError_t err = launch(p, grid_rows, stream);
-  if (err != cudaSuccess) return cuda_fail(err, "portable segment GEMM launch");
+  SGEMM_TRY(plan.launch(call));
+  if (plan.coalesce) SGEMM_TRY(coalesce_scatter(a, seg.indptr, seg.record, buffers, elt, stream));
   return SGEMM_OK;
 }
 

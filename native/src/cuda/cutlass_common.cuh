@@ -1,0 +1,117 @@
+// What the sm80 and sm90 grouped GEMMs share: the per-problem view of a GroupedCall, the
+// per-problem argument arrays carved from the float workspace, and CUTLASS status checks.
+#pragma once
+
+#include <cutlass/cutlass.h>
+
+#include <string>
+
+#include "error.hpp"
+#include "grouped.hpp"
+
+// Evaluates a cutlass::Status; on failure returns SGEMM_INTERNAL_ERROR naming the step.
+#define SGEMM_CUTLASS_TRY(call, what)                                                     \
+  do {                                                                                    \
+    const cutlass::Status sgemm_cs_ = (call);                                             \
+    if (sgemm_cs_ != cutlass::Status::kSuccess) {                                         \
+      const cudaError_t sgemm_ce_ = cudaGetLastError();                                   \
+      return ::sgemm::fail(SGEMM_INTERNAL_ERROR,                                          \
+                           std::string(what) + " failed: " +                              \
+                               cutlassGetStatusString(sgemm_cs_) +                        \
+                               (sgemm_ce_ != cudaSuccess                                  \
+                                    ? std::string(" (") + cudaGetErrorString(sgemm_ce_) + ")" \
+                                    : std::string()));                                    \
+    }                                                                                     \
+  } while (0)
+
+namespace sgemm {
+
+constexpr int kFillThreads = 256;
+inline unsigned blocks_for(int64_t problems) {
+  return static_cast<unsigned>((problems + kFillThreads - 1) / kFillThreads);
+}
+
+struct ProblemView {
+  int64_t first_row;
+  int64_t rows;
+  int64_t weight;
+};
+
+// Problem p of a call. When the prepare kernel recorded an error, the offsets may be garbage:
+// every problem then gets zero rows, and its pointers are never dereferenced.
+__device__ __forceinline__ ProblemView problem_view(const GroupedCall& call, int64_t p) {
+  const bool failed = call.record->current != kNoError;
+  const int64_t first = call.indptr[p];
+  const int64_t rows = failed ? 0 : call.indptr[p + 1] - first;
+  const int64_t weight = call.weight_indices != nullptr ? call.weight_indices[p] : p;
+  return {failed ? 0 : first, rows, failed ? 0 : weight};
+}
+
+// Device arrays of one kernel's per-problem arguments, carved from GroupedCall::args.
+template <class Shape, class Element, class StrideA, class StrideB, class StrideD>
+struct ProblemArrays {
+  Shape* shapes;
+  Element** a;
+  Element** b;
+  Element** d;
+  StrideA* stride_a;
+  StrideB* stride_b;
+  StrideD* stride_d;
+
+  static constexpr size_t kBytesPerProblem = sizeof(Shape) + 3 * sizeof(Element*) +
+                                             sizeof(StrideA) + sizeof(StrideB) + sizeof(StrideD);
+  static_assert(kBytesPerProblem <= kArgsBytesPerProblem,
+                "per-problem arguments outgrow kArgsBytesPerProblem (workspace sizing)");
+
+  static sgemm_status carve(void* base, size_t bytes, int64_t problems, ProblemArrays* out) {
+    char* p = static_cast<char*>(base);
+    size_t used = 0;
+    auto take = [&](size_t size) {
+      char* at = p + used;
+      used += align_up(size * static_cast<size_t>(problems));
+      return at;
+    };
+    out->shapes = reinterpret_cast<Shape*>(take(sizeof(Shape)));
+    out->a = reinterpret_cast<Element**>(take(sizeof(Element*)));
+    out->b = reinterpret_cast<Element**>(take(sizeof(Element*)));
+    out->d = reinterpret_cast<Element**>(take(sizeof(Element*)));
+    out->stride_a = reinterpret_cast<StrideA*>(take(sizeof(StrideA)));
+    out->stride_b = reinterpret_cast<StrideB*>(take(sizeof(StrideB)));
+    out->stride_d = reinterpret_cast<StrideD*>(take(sizeof(StrideD)));
+    if (used > bytes) {
+      return fail(SGEMM_INTERNAL_ERROR, "per-problem arguments need " + std::to_string(used) +
+                                            " bytes, " + std::to_string(bytes) + " reserved");
+    }
+    return SGEMM_OK;
+  }
+};
+
+// A CUTLASS operator initialised for one GroupedCall layout, kept per thread and configuration.
+// Its parameters depend only on where the per-problem arrays and CUTLASS's workspace live, the
+// problem count and the device, not on the data: a repeated call with the same workspace and
+// batch size skips initialize() (TMA descriptor encoding, occupancy queries), which is most of
+// the host cost of a small call. The kernels set up their per-SM state themselves on each run.
+template <class Gemm>
+struct InitializedGemm {
+  Gemm gemm;
+  const void* args = nullptr;
+  const void* workspace = nullptr;
+  int64_t problems = -1;
+  int device = -1;
+  int sm_count = -1;
+
+  bool matches(const GroupedCall& c) const {
+    return problems == c.problems && args == c.args && workspace == c.cutlass_workspace &&
+           device == c.device && sm_count == c.sm_count;
+  }
+  void forget() { problems = -1; }
+  void remember(const GroupedCall& c) {
+    args = c.args;
+    workspace = c.cutlass_workspace;
+    problems = c.problems;
+    device = c.device;
+    sm_count = c.sm_count;
+  }
+};
+
+}  // namespace sgemm

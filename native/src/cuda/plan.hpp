@@ -1,0 +1,53 @@
+// Host-side choice of the kernel for a call: backend family, tile class, whether segments that
+// share a weight are coalesced, and the float workspace that needs. Uses only what the host
+// knows without a device sync (shapes, counts, pointer alignment, the device's architecture).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "grouped.hpp"
+#include "segment_gemm.h"
+
+namespace sgemm {
+
+struct FloatWorkspaceLayout {
+  size_t args;            // per-problem argument arrays
+  size_t args_bytes;
+  size_t cutlass;         // CUTLASS's own workspace
+  size_t coalesce_begin;  // the coalescing buffers (coalesce.hpp) start here when used
+  size_t total;
+};
+
+struct Plan {
+  sgemm_backend family = SGEMM_BACKEND_PORTABLE;  // PORTABLE, SM80 or SM90
+  TileClass tile = TileClass::kLarge;
+  bool coalesce = false;
+  int64_t problems = 0;                           // grouped GEMM problems
+  GroupedLaunch launch = nullptr;                 // null for PORTABLE
+  FloatWorkspaceLayout layout{};                  // of the float workspace, when not PORTABLE
+};
+
+size_t element_bytes(sgemm_dtype dtype);
+
+// Float workspace for the tensor-core kernels running `problems` problems, plus coalescing
+// buffers when coalesce is set.
+FloatWorkspaceLayout float_workspace_layout(const sgemm_run_args& args, bool coalesce);
+
+// True when gathering rows by weight moves fewer bytes than re-reading shared weights: the
+// weight bytes saved, (batch_size - num_weights) * d_in * d_out, against two passes over x and y.
+bool coalescing_pays(const sgemm_run_args& args);
+
+// Chooses the kernel for args on a device of compute capability major.minor. Fails with
+// SGEMM_UNSUPPORTED when a forced backend cannot run the call, SGEMM_WORKSPACE_TOO_SMALL when the
+// float workspace cannot hold what the chosen kernel needs.
+sgemm_status make_plan(sgemm_backend requested, int major, int minor, const sgemm_run_args& args,
+                       size_t float_workspace_bytes, Plan* plan);
+
+// E.g. "sm90 bf16 B=row tile=128x256x64 cooperative cluster 2x1, 32 problems, coalesced by weight".
+std::string describe_plan(const Plan& plan, const sgemm_run_args& args);
+
+const char* dtype_name(sgemm_dtype dtype);
+
+}  // namespace sgemm

@@ -1,0 +1,168 @@
+// sm_90a segment GEMM: a CUTLASS 3.x pointer-array grouped GEMM (TMA loads and stores, wgmma,
+// warp-specialised persistent kernel) whose per-problem shapes, pointers and strides are built
+// on the device from the segment offsets. Included only by the generated one-configuration
+// translation units (build/generated/sm90_*.cu), compiled for sm_90a alone.
+//
+// Pattern: CUTLASS examples/57_hopper_grouped_gemm (mainloop + epilogue from the collective
+// builders, GroupProblemShape with shapes on the device only, get_workspace_size ->
+// can_implement -> initialize -> run, each status checked).
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cutlass/cutlass.h>
+#include <cutlass/epilogue/collective/collective_builder.hpp>
+#include <cutlass/epilogue/fusion/operations.hpp>
+#include <cutlass/gemm/collective/collective_builder.hpp>
+#include <cutlass/gemm/device/gemm_universal_adapter.h>
+#include <cutlass/gemm/dispatch_policy.hpp>
+#include <cutlass/gemm/group_array_problem_shape.hpp>
+#include <cutlass/gemm/kernel/gemm_universal.hpp>
+#include <cutlass/util/packed_stride.hpp>
+
+#include <string>
+#include <type_traits>
+
+#include "error.hpp"
+#include "grouped.hpp"
+#include "cutlass_common.cuh"
+
+namespace sgemm::sm90 {
+
+template <TileClass>
+struct Tiles;
+
+// Tall problems: the tile CUTLASS's profiler favours for large bf16 GEMMs on H100. No cluster:
+// a 2-CTA cluster idles its second CTA whenever a problem has a single tile along the paired
+// mode (a 128-row segment, or d_out <= 256), which grouped calls hit all the time.
+template <>
+struct Tiles<TileClass::kLarge> {
+  using Shape = cute::Shape<cute::_128, cute::_256, cute::_64>;
+  using Cluster = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  using Mainloop = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative;
+  using Epilogue = cutlass::epilogue::PtrArrayTmaWarpSpecializedCooperative;
+};
+
+// Short problems (decode-style segments): a 64-row tile wastes less of each wgmma, and the
+// ping-pong schedule overlaps one warp group's epilogue with the other's mainloop.
+template <>
+struct Tiles<TileClass::kShortM> {
+  using Shape = cute::Shape<cute::_64, cute::_128, cute::_64>;
+  using Cluster = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  using Mainloop = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
+  using Epilogue = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
+};
+
+// Narrow outputs (LoRA shrink, d_out <= 32): memory-bound on x, so many small tiles keep every
+// SM streaming; a 256-wide tile would leave most SMs idle.
+template <>
+struct Tiles<TileClass::kNarrow> {
+  using Shape = cute::Shape<cute::_64, cute::_32, cute::_64>;
+  using Cluster = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  using Mainloop = cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong;
+  using Epilogue = cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong;
+};
+
+template <class Element, bool kWeightColumnMajor, TileClass kTile>
+struct Config {
+  using T = Tiles<kTile>;
+  using LayoutA = cutlass::layout::RowMajor;  // x: rows x d_in
+  // weights (d_in, d_out) row-major are K x N with N contiguous (CUTLASS's RowMajor B);
+  // (d_out, d_in) row-major are K-contiguous (CUTLASS's ColumnMajor B).
+  using LayoutB = std::conditional_t<kWeightColumnMajor, cutlass::layout::ColumnMajor,
+                                     cutlass::layout::RowMajor>;
+  using LayoutD = cutlass::layout::RowMajor;  // y: rows x d_out
+  static constexpr int kAlignment = 128 / cutlass::sizeof_bits<Element>::value;  // 16 bytes (TMA)
+  using ProblemShape = cutlass::gemm::GroupProblemShape<cute::Shape<int, int, int>>;
+
+  // y is written, never read: no C operand (ElementC = void), D = 1 * acc.
+  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, typename T::Shape, typename T::Cluster,
+      cutlass::epilogue::collective::EpilogueTileAuto, float, float, void, LayoutD*, kAlignment,
+      Element, LayoutD*, kAlignment, typename T::Epilogue,
+      cutlass::epilogue::fusion::LinearCombination<Element, float>>::CollectiveOp;
+
+  using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, LayoutA*, kAlignment, Element,
+      LayoutB*, kAlignment, float, typename T::Shape, typename T::Cluster,
+      cutlass::gemm::collective::StageCountAutoCarveout<
+          static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
+      typename T::Mainloop>::CollectiveOp;
+
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<ProblemShape, Mainloop, Epilogue>;
+  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+  using Shape = typename ProblemShape::UnderlyingProblemShape;
+  using StrideA = typename Kernel::InternalStrideA;
+  using StrideB = typename Kernel::InternalStrideB;
+  using StrideD = typename Kernel::InternalStrideD;
+};
+
+// One thread per problem: its shape, operand pointers and strides. An error found by the
+// prepare kernel empties every problem, so a bad call writes nothing.
+template <class Cfg, class Element>
+__global__ void fill_problems(GroupedCall call, ProblemArrays<typename Cfg::Shape, Element,
+                                                              typename Cfg::StrideA,
+                                                              typename Cfg::StrideB,
+                                                              typename Cfg::StrideD> out) {
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (p >= call.problems) return;
+  const ProblemView v = problem_view(call, p);
+  const int m = static_cast<int>(v.rows);
+  const int n = static_cast<int>(call.d_out);
+  const int k = static_cast<int>(call.d_in);
+  out.shapes[p] = cute::make_shape(m, n, k);
+  // The arrays hold non-const pointers (shared with the sm80 kernels); the kernel only reads them.
+  out.a[p] = const_cast<Element*>(static_cast<const Element*>(call.a)) + v.first_row * call.d_in;
+  out.b[p] = const_cast<Element*>(static_cast<const Element*>(call.weights)) +
+             v.weight * call.d_in * call.d_out;
+  out.d[p] = static_cast<Element*>(call.d) + v.first_row * call.d_out;
+  out.stride_a[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideA{}, cute::make_shape(m, k, 1));
+  out.stride_b[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideB{}, cute::make_shape(n, k, 1));
+  out.stride_d[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideD{}, cute::make_shape(m, n, 1));
+}
+
+template <class Element, bool kWeightColumnMajor, TileClass kTile>
+sgemm_status run(const GroupedCall& call) {
+  using Cfg = Config<Element, kWeightColumnMajor, kTile>;
+  using Gemm = typename Cfg::Gemm;
+  using Arrays = ProblemArrays<typename Cfg::Shape, Element, typename Cfg::StrideA,
+                               typename Cfg::StrideB, typename Cfg::StrideD>;
+  Arrays arrays;
+  SGEMM_TRY(Arrays::carve(call.args, call.args_bytes, call.problems, &arrays));
+  fill_problems<Cfg, Element><<<blocks_for(call.problems), kFillThreads, 0, call.stream>>>(call, arrays);
+  SGEMM_CUDA_TRY(cudaGetLastError());
+
+  thread_local InitializedGemm<Gemm> cached;
+  if (!cached.matches(call)) {
+    cached.forget();
+    typename Gemm::Arguments args{
+        cutlass::gemm::GemmUniversalMode::kGrouped,
+        {static_cast<int>(call.problems), arrays.shapes, nullptr},  // shapes live on the device only
+        {const_cast<const Element**>(arrays.a), arrays.stride_a,
+         const_cast<const Element**>(arrays.b), arrays.stride_b},
+        {{}, nullptr, nullptr, arrays.d, arrays.stride_d},
+        cutlass::KernelHardwareInfo{call.device, call.sm_count}};
+    args.epilogue.thread.alpha = 1.0f;
+    args.epilogue.thread.beta = 0.0f;
+    const size_t workspace = Gemm::get_workspace_size(args);
+    if (workspace > call.cutlass_workspace_bytes) {
+      return fail(SGEMM_INTERNAL_ERROR, "CUTLASS needs " + std::to_string(workspace) +
+                                            " bytes of workspace, more than the " +
+                                            std::to_string(call.cutlass_workspace_bytes) +
+                                            " reserved for it");
+    }
+    SGEMM_CUTLASS_TRY(cached.gemm.can_implement(args), "sm90 grouped GEMM can_implement");
+    SGEMM_CUTLASS_TRY(cached.gemm.initialize(args, call.cutlass_workspace, call.stream),
+                      "sm90 grouped GEMM initialize");
+    cached.remember(call);
+  }
+  SGEMM_CUTLASS_TRY(cached.gemm.run(call.stream), "sm90 grouped GEMM run");
+  SGEMM_CUDA_TRY(cudaGetLastError());
+  return SGEMM_OK;
+}
+
+}  // namespace sgemm::sm90
+
+// One explicit instantiation per generated translation unit.
+#define SGEMM_INSTANTIATE_SM90(ELEMENT, COLUMN_MAJOR, TILE) \
+  template sgemm_status sgemm::sm90::run<ELEMENT, COLUMN_MAJOR, sgemm::TileClass::TILE>( \
+      const sgemm::GroupedCall&);
