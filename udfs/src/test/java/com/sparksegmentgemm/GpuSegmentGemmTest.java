@@ -89,14 +89,14 @@ class GpuSegmentGemmTest {
   void outputIsOverwrittenAndBadSegmentsAreReported() {
     Cuda.Stream s = Cuda.DEFAULT_STREAM;
     // x: 4 x 2 ones; W0 = W1 = all ones (d_in 2, d_out 3): every y element is 2.
-    try (DeviceMemoryBuffer x = SegmentGemm.upload(ones(8), DType.FLOAT16);
-         DeviceMemoryBuffer w = SegmentGemm.upload(ones(12), DType.FLOAT16);
+    try (DeviceMemoryBuffer x = upload(ones(8), DType.FLOAT16);
+         DeviceMemoryBuffer w = upload(ones(12), DType.FLOAT16);
          DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(4 * 3 * 2);
-         DeviceMemoryBuffer goodLens = SegmentGemm.upload(new long[] {4, 0});
-         DeviceMemoryBuffer negative = SegmentGemm.upload(new long[] {4, -1});
-         DeviceMemoryBuffer short3 = SegmentGemm.upload(new long[] {3, 0});
-         DeviceMemoryBuffer badIndptr = SegmentGemm.upload(new long[] {0, 3, 2});
-         DeviceMemoryBuffer idx = SegmentGemm.upload(new long[] {0, 2})) {
+         DeviceMemoryBuffer goodLens = upload(new long[] {4, 0});
+         DeviceMemoryBuffer negative = upload(new long[] {4, -1});
+         DeviceMemoryBuffer short3 = upload(new long[] {3, 0});
+         DeviceMemoryBuffer badIndptr = upload(new long[] {0, 3, 2});
+         DeviceMemoryBuffer idx = upload(new long[] {0, 2})) {
       poison(y);
       gemm.run(DType.FLOAT16, x, 4, 2, 3, w, 2, false, y, 2, goodLens, null, null, s);
       for (short v : download(y)) assertEquals(0x4000, v & 0xffff, "y = 2.0 everywhere, not y + 2");
@@ -121,6 +121,26 @@ class GpuSegmentGemmTest {
       gemm.run(DType.FLOAT16, x, 4, 2, 3, w, 2, false, y, 2, goodLens, null, null, s);
       for (short v : download(y)) assertEquals(0x4000, v & 0xffff);
     }
+  }
+
+  private static DeviceMemoryBuffer upload(float[] values, DType dtype) {
+    try (HostMemoryBuffer h = HostMemoryBuffer.allocate((long) values.length * dtype.bytes())) {
+      h.setShorts(0, dtype.toBits(values), 0, values.length);
+      return toDevice(h);
+    }
+  }
+
+  private static DeviceMemoryBuffer upload(long[] values) {
+    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(8L * values.length)) {
+      h.setLongs(0, values, 0, values.length);
+      return toDevice(h);
+    }
+  }
+
+  private static DeviceMemoryBuffer toDevice(HostMemoryBuffer h) {
+    DeviceMemoryBuffer d = DeviceMemoryBuffer.allocate(h.getLength());
+    d.copyFromHostBuffer(h);
+    return d;
   }
 
   private static float[] ones(int n) {
