@@ -60,8 +60,11 @@ public final class ColumnarSegmentGemm {
     this.dOut = cache.store().dOut();
   }
 
-  /** segment_gemm of every row; the caller owns the returned column. */
-  public ColumnVector evaluate(ColumnVector ids, ColumnVector features) {
+  /**
+   * segment_gemm of every row; the caller owns the returned column. The inputs may be views
+   * into larger columns (sliced: list offsets need not start at 0).
+   */
+  public ColumnVector evaluate(ColumnView ids, ColumnView features) {
     checkTypes(ids, features);
     int rows = Math.toIntExact(ids.getRowCount());
     if (features.getRowCount() != rows) {
@@ -70,7 +73,9 @@ public final class ColumnarSegmentGemm {
     }
     long t = System.nanoTime();
     try (ColumnVector key = adapterKeys(ids, features);
-         ColumnVector order = sortOrder(key)) {
+         ColumnVector order = sortOrder(key);
+         ColumnVector featureColumn = owned(features);
+         Table source = new Table(featureColumn)) {
       int n = rows - (int) key.getNullCount();
       if (n == 0) return allNull(rows);
       if ((long) n * dOut > Integer.MAX_VALUE) {
@@ -83,7 +88,7 @@ public final class ColumnarSegmentGemm {
       DeviceMemoryBuffer out = DeviceMemoryBuffer.allocate((long) n * dOut * 4);
       try (ColumnVector child = new ColumnVector(ai.rapids.cudf.DType.FLOAT32, (long) n * dOut,
           Optional.of(0L), out, null, null)) {
-        compute(features, order, n, segments, out);
+        compute(source, order, n, segments, out);
         t = System.nanoTime();
         ColumnVector result = toOriginalOrder(child, order, n, rows);
         lap(t, 3);
@@ -115,9 +120,9 @@ public final class ColumnarSegmentGemm {
    * Each row's adapter index (INT32), or null for a row that yields null: a null input, or a bad
    * row under onBadRow=null. Under onBadRow=error a bad row throws, naming its adapter.
    */
-  private ColumnVector adapterKeys(ColumnVector ids, ColumnVector features) {
+  private ColumnVector adapterKeys(ColumnView ids, ColumnView features) {
     try (ColumnVector idStr = ids.getType().equals(ai.rapids.cudf.DType.STRING)
-             ? ids.incRefCount() : ids.castTo(ai.rapids.cudf.DType.STRING);
+             ? owned(ids) : ids.castTo(ai.rapids.cudf.DType.STRING);
          Table known = new Table(cache.ids());
          Table query = new Table(idStr);
          ColumnVector pos = known.lowerBound(query, OrderByArg.asc(0));
@@ -167,6 +172,14 @@ public final class ColumnarSegmentGemm {
     }
   }
 
+  /**
+   * A column reference the caller closes: a new reference to a ColumnVector, or a copy of a
+   * plain view (a cuDF Table holds ColumnVectors only).
+   */
+  private static ColumnVector owned(ColumnView v) {
+    return v instanceof ColumnVector c ? c.incRefCount() : v.copyToColumnVector();
+  }
+
   private static ColumnVector sortOrder(ColumnVector key) {
     try (Table t = new Table(key)) {
       return t.sortOrder(OrderByArg.asc(0, false));  // nulls last: the computed rows come first
@@ -197,7 +210,7 @@ public final class ColumnarSegmentGemm {
   }
 
   /** Fills out ((n, d_out) float32, sorted row order) with one native call per part. */
-  private void compute(ColumnVector features, ColumnVector order, int n, long[][] segments,
+  private void compute(Table features, ColumnVector order, int n, long[][] segments,
       DeviceMemoryBuffer out) {
     int[] adapter = Arrays.stream(segments[0]).mapToInt(a -> (int) a).toArray();
     long[] start = segments[1];
@@ -239,7 +252,7 @@ public final class ColumnarSegmentGemm {
   }
 
   /** One native call over sorted rows [row, end), segments seg .. seg + k - 1 (clipped). */
-  private void runPart(SegmentGemm gemm, ColumnVector features, ColumnVector order, long row,
+  private void runPart(SegmentGemm gemm, Table features, ColumnVector order, long row,
       long end, int seg, int k, long[] start, DeviceAdapterCache.Lease lease,
       DeviceMemoryBuffer out) {
     long t = System.nanoTime();
@@ -274,22 +287,20 @@ public final class ColumnarSegmentGemm {
   }
 
   /** x[0 .. end - row) = features[order[row .. end)] in the compute dtype. */
-  private void gather(ColumnVector features, ColumnVector order, long row, long end,
+  private void gather(Table source, ColumnVector order, long row, long end,
       DeviceMemoryBuffer x) {
     long step = Math.max(1, CONVERT_ELEMENTS / Math.max(1, dIn));
-    try (Table source = new Table(features)) {
-      for (long r = row; r < end; r += step) {
-        long to = Math.min(end, r + step);
-        try (ColumnVector map = order.subVector((int) r, (int) to);
-             Table gathered = source.gather(map);
-             ColumnView values = gathered.getColumn(0).getChildColumnView(0)) {
-          long dst = (r - row) * dIn * dtype.bytes();
-          if (dtype == DType.FLOAT32) {
-            copy(values, x, dst);
-          } else {
-            try (ColumnVector bits = HalfFloatColumns.fromFloat(values, dtype)) {
-              copy(bits, x, dst);
-            }
+    for (long r = row; r < end; r += step) {
+      long to = Math.min(end, r + step);
+      try (ColumnVector map = order.subVector((int) r, (int) to);
+           Table gathered = source.gather(map);
+           ColumnView values = gathered.getColumn(0).getChildColumnView(0)) {
+        long dst = (r - row) * dIn * dtype.bytes();
+        if (dtype == DType.FLOAT32) {
+          copy(values, x, dst);
+        } else {
+          try (ColumnVector bits = HalfFloatColumns.fromFloat(values, dtype)) {
+            copy(bits, x, dst);
           }
         }
       }

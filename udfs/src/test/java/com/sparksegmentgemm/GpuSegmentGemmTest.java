@@ -76,6 +76,48 @@ class GpuSegmentGemmTest {
     }
   }
 
+  /** The Javadoc example of SegmentGemm: caller's float workspace, DeviceTensor in and out. */
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void deviceTensorRunOverACallersWorkspace(DType dtype) {
+    SegmentGemmInput in = Reference.docExample(dtype, false, 12);
+    try (DeviceMemoryBuffer ws = DeviceMemoryBuffer.allocate(128L << 20);
+         SegmentGemm g = new SegmentGemm(ws, SegmentGemm.Backend.AUTO);
+         DeviceTensor x = DeviceTensor.fromHost(new HostTensor(dtype, in.x(), 10, 128));
+         DeviceTensor w = DeviceTensor.fromHost(new HostTensor(dtype, in.weights(), 4, 256, 128));
+         DeviceTensor segLens = DeviceTensor.fromLongs(1, 2, 3, 4);
+         DeviceTensor y = g.run(x, w, 4, true, segLens, null, null, Cuda.DEFAULT_STREAM);
+         DeviceTensor given = DeviceTensor.allocate(TensorType.of(dtype), 10, 256)) {
+      Reference.assertClose(in, y.toHost().values(), "new output " + dtype);
+      g.run(x, w, 4, true, segLens, null, null, given, Cuda.DEFAULT_STREAM);
+      Reference.assertClose(in, given.toHost().values(), "given output " + dtype);
+      System.out.println("plan for the doc example, " + dtype + ": "
+          + g.describePlan(x, w, 4, true, segLens, null, null, given));
+      assertEquals("out must be a " + TensorType.of(dtype) + " tensor of shape [10, 256], not DeviceTensor["
+          + TensorType.of(dtype) + " [10, 128]]", assertThrows(IllegalArgumentException.class,
+              () -> g.run(x, w, 4, true, segLens, null, null, x, Cuda.DEFAULT_STREAM)).getMessage());
+    }
+  }
+
+  @Test
+  void tooSmallCallerWorkspaceFailsWithTheNativeMessage() {
+    SegmentGemmInput in = Reference.docExample(DType.BFLOAT16, false, 13);
+    long need = SegmentGemmNative.workspaceSize(DType.BFLOAT16, 10, 128, 256, 4, 4, false).floatBytes();
+    assumeTrue(need > 0, "this build's kernels need no float workspace (portable only)");
+    try (DeviceMemoryBuffer ws = DeviceMemoryBuffer.allocate(need / 2);
+         SegmentGemm g = new SegmentGemm(ws, SegmentGemm.Backend.AUTO);
+         DeviceTensor x = DeviceTensor.fromHost(new HostTensor(DType.BFLOAT16, in.x(), 10, 128));
+         DeviceTensor w = DeviceTensor.fromHost(new HostTensor(DType.BFLOAT16, in.weights(), 4, 256, 128));
+         DeviceTensor segLens = DeviceTensor.fromLongs(1, 2, 3, 4);
+         DeviceTensor y = DeviceTensor.allocate(TensorType.BFLOAT16, 10, 256)) {
+      String plan = g.describePlan(x, w, 4, true, segLens, null, null, y);
+      assumeTrue(!plan.startsWith("portable"), "the portable kernel needs no float workspace: " + plan);
+      SegmentGemmException e = assertThrows(SegmentGemmException.class,
+          () -> g.run(x, w, 4, true, segLens, null, null, y, Cuda.DEFAULT_STREAM));
+      assertEquals(Status.WORKSPACE_TOO_SMALL, e.status());
+    }
+  }
+
   @Test
   void manySegments() {
     Random rnd = new Random(5);
