@@ -3,33 +3,64 @@ package com.sparksegmentgemm;
 import ai.rapids.cudf.BaseDeviceMemoryBuffer;
 import ai.rapids.cudf.Cuda;
 import ai.rapids.cudf.DeviceMemoryBuffer;
-import ai.rapids.cudf.HostMemoryBuffer;
-import com.sparksegmentgemm.nativelib.Backend;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
 import com.sparksegmentgemm.nativelib.WorkspaceSizes;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
+import java.util.Arrays;
 
 /**
- * Segment GEMM on the GPU over cuDF device memory, shaped like FlashInfer's
- * {@code SegmentGEMMWrapper}: it owns a native handle and its workspaces, and {@code run}
- * computes {@code y[i] = x[i] . W[i]} (or {@code W[weight_indices[i]]}) for ragged segments.
+ * Segment GEMM over cuDF device memory, shaped like FlashInfer's {@code SegmentGEMMWrapper}: it
+ * owns a native handle and its workspaces, and {@code run} computes {@code y[i] = x[i] . W[i]}
+ * (or {@code W[weight_indices[i]]}) for the ragged segments of a packed batch.
  *
- * <p>The documentation example, in Java (seq lens [1, 2, 3, 4], x 10 x 128 float16, weights
- * 4 x 256 x 128 column-major, so d_out = 256):
+ * <p>The documentation example, in Java: four segments of lengths 1, 2, 3 and 4 (x is 10 x 128
+ * bfloat16), each with its own 256 x 128 column-major weight.
  * <pre>{@code
- * try (SegmentGemm gemm = new SegmentGemm()) {
- *   float[] y = gemm.run(new SegmentGemmInput(DType.FLOAT16, x, 10, 128, 256, w, 4, true,
- *       4, new long[] {1, 2, 3, 4}, null, null));            // y is 10 x 256
+ * try (DeviceMemoryBuffer ws = DeviceMemoryBuffer.allocate(128L << 20);
+ *      SegmentGemm gemm = new SegmentGemm(ws, SegmentGemm.Backend.AUTO);
+ *      DeviceTensor x = DeviceTensor.fromHost(new HostTensor(DType.BFLOAT16, xValues, 10, 128));
+ *      DeviceTensor w = DeviceTensor.fromHost(new HostTensor(DType.BFLOAT16, wValues, 4, 256, 128));
+ *      DeviceTensor segLens = DeviceTensor.fromLongs(1, 2, 3, 4);
+ *      DeviceTensor y = gemm.run(x, w, 4, true, segLens, null, null, Cuda.DEFAULT_STREAM)) {
+ *   HostTensor result = y.toHost();                        // 10 x 256
  * }
  * }</pre>
+ * The host twin of that call is {@link CpuSegmentGemm#run(HostTensor, HostTensor, long, boolean,
+ * long[], long[], long[])}, which {@link #run(HostTensor, HostTensor, long, boolean, long[],
+ * long[], long[])} uses under {@link Backend#CPU}.
  *
  * <p>Device memory comes from RMM through cuDF ({@link DeviceMemoryBuffer}), so the RAPIDS pool
- * and its out-of-memory handling see it. A {@code SegmentGemm} is not thread-safe: its workspace
- * serves one stream at a time (one instance per task thread).
+ * and its out-of-memory handling see it. Every call runs on the caller's stream; pass
+ * {@link Cuda#DEFAULT_STREAM} for the calling thread's default stream (the native library is
+ * built with per-thread default streams, as cuDF is). A {@code SegmentGemm} is not thread-safe:
+ * its workspace serves one stream at a time (one instance per task thread).
  */
 public final class SegmentGemm implements AutoCloseable {
+  /** Which code computes a call; all but {@link #CPU} are the native kernel families. */
+  public enum Backend {
+    /** The best native kernel for the device and the call (tensor cores where they apply). */
+    AUTO(com.sparksegmentgemm.nativelib.Backend.AUTO),
+    /** The SIMT kernel: any dtype, layout, size and GPU. */
+    PORTABLE(com.sparksegmentgemm.nativelib.Backend.PORTABLE),
+    /** CUTLASS 2.x tensor cores: compute capability 8.x/9.0, fp16/bf16, d_in and d_out % 8 == 0. */
+    SM80(com.sparksegmentgemm.nativelib.Backend.SM80),
+    /** CUTLASS 3.x tensor cores: compute capability 9.0, fp16/bf16, d_in and d_out % 8 == 0. */
+    SM90(com.sparksegmentgemm.nativelib.Backend.SM90),
+    /** {@link CpuSegmentGemm} on host tensors; touches no GPU. */
+    CPU(null);
+
+    private final com.sparksegmentgemm.nativelib.Backend nativeBackend;
+
+    Backend(com.sparksegmentgemm.nativelib.Backend nativeBackend) {
+      this.nativeBackend = nativeBackend;
+    }
+
+    /** The native backend, or null for CPU. */
+    public com.sparksegmentgemm.nativelib.Backend nativeBackend() {
+      return nativeBackend;
+    }
+  }
+
   /** Int workspace allocated up front: enough for this many segments; it grows on demand. */
   private static final long INITIAL_SEGMENTS = 4096;
 
@@ -37,27 +68,45 @@ public final class SegmentGemm implements AutoCloseable {
   private long handle;
   private BaseDeviceMemoryBuffer floatWorkspace;
   private BaseDeviceMemoryBuffer intWorkspace;
-  private boolean ownsWorkspaces;
+  private boolean ownsFloatWorkspace;
+  private boolean ownsIntWorkspace;
+  private boolean closed;
 
-  /** A handle with the best backend for the device and workspaces it owns. */
+  /** The best backend for the device, with workspaces it owns and sizes per call. */
   public SegmentGemm() {
     this(Backend.AUTO);
   }
 
+  /** A handle whose float workspace it owns and grows to what each call needs. */
   public SegmentGemm(Backend backend) {
+    this(null, backend);
+  }
+
+  /**
+   * A handle over the caller's float workspace (FlashInfer advises 128 MiB): the caller keeps it
+   * alive while this instance uses it, and a call it is too small for fails with the native
+   * WORKSPACE_TOO_SMALL message giving the size needed. The int workspace is owned.
+   *
+   * @param floatWorkspace device memory, or null to let this instance own and size one
+   */
+  public SegmentGemm(BaseDeviceMemoryBuffer floatWorkspace, Backend backend) {
     this.backend = backend;
+    if (backend == Backend.CPU) return;
     WorkspaceSizes need = SegmentGemmNative.workspaceSize(DType.BFLOAT16, 0, 0, 0,
         INITIAL_SEGMENTS, INITIAL_SEGMENTS, true);
-    try (DeviceMemoryBuffer f = DeviceMemoryBuffer.allocate(need.floatBytes());
+    try (DeviceMemoryBuffer f = floatWorkspace == null
+             ? DeviceMemoryBuffer.allocate(need.floatBytes()) : null;
          DeviceMemoryBuffer i = DeviceMemoryBuffer.allocate(need.intBytes())) {
-      handle = SegmentGemmNative.create(backend, f.getAddress(), f.getLength(), i.getAddress(),
-          i.getLength());
+      BaseDeviceMemoryBuffer fw = f != null ? f : floatWorkspace;
+      handle = SegmentGemmNative.create(backend.nativeBackend(), fw.getAddress(), fw.getLength(),
+          i.getAddress(), i.getLength());
       // Ownership moves to this instance only once the handle exists.
-      f.incRefCount();
+      if (f != null) f.incRefCount();
       i.incRefCount();
-      floatWorkspace = f;
-      intWorkspace = i;
-      ownsWorkspaces = true;
+      this.floatWorkspace = fw;
+      this.ownsFloatWorkspace = f != null;
+      this.intWorkspace = i;
+      this.ownsIntWorkspace = true;
     }
   }
 
@@ -65,19 +114,92 @@ public final class SegmentGemm implements AutoCloseable {
     return backend;
   }
 
+  /** Swaps in a caller-owned float workspace; the int workspace stays as it is. */
+  public void resetWorkspaceBuffer(BaseDeviceMemoryBuffer floatWs) {
+    resetWorkspaceBuffer(floatWs, null);
+  }
+
   /**
    * Swaps in caller-owned workspaces (FlashInfer's {@code reset_workspace_buffer}): the caller
    * keeps them alive while this instance uses them, and a call they are too small for fails
    * with a message giving the size needed ({@link SegmentGemmNative#workspaceSize}).
+   *
+   * @param intWs the int workspace, or null to keep this instance's own
    */
   public void resetWorkspaceBuffer(BaseDeviceMemoryBuffer floatWs, BaseDeviceMemoryBuffer intWs) {
-    ensureOpen();
+    ensureGpu();
+    BaseDeviceMemoryBuffer newInt = intWs != null ? intWs : intWorkspace;
     SegmentGemmNative.resetWorkspace(handle, floatWs.getAddress(), floatWs.getLength(),
-        intWs.getAddress(), intWs.getLength());
-    closeOwnedWorkspaces();
+        newInt.getAddress(), newInt.getLength());
+    if (ownsFloatWorkspace) floatWorkspace.close();
     floatWorkspace = floatWs;
-    intWorkspace = intWs;
-    ownsWorkspaces = false;
+    ownsFloatWorkspace = false;
+    if (intWs != null) {
+      if (ownsIntWorkspace) intWorkspace.close();
+      intWorkspace = intWs;
+      ownsIntWorkspace = false;
+    }
+  }
+
+  /**
+   * FlashInfer's {@code run}, into a new tensor: {@code y[segment i] = x[segment i] . W[w(i)]}.
+   *
+   * @param x {@code (rows, d_in)}, FLOAT32, FLOAT16 or BFLOAT16
+   * @param weights {@code (num_weights, d_in, d_out)}, or {@code (num_weights, d_out, d_in)} when
+   *     {@code weightColumnMajor}; the dtype of x
+   * @param segLens {@code (batchSize,)} INT64, or null when segIndptr is given
+   * @param segIndptr {@code (batchSize + 1,)} INT64, or null; wins over segLens
+   * @param weightIndices {@code (batchSize,)} INT64, or null: segment i uses weight i
+   * @param stream the stream to run on; the call waits for it once, to report bad segment data
+   * @return y, {@code (rows, d_out)} in the dtype of x; the caller closes it
+   */
+  public DeviceTensor run(DeviceTensor x, DeviceTensor weights, long batchSize,
+      boolean weightColumnMajor, DeviceTensor segLens, DeviceTensor segIndptr,
+      DeviceTensor weightIndices, Cuda.Stream stream) {
+    checkShapes(x, weights, weightColumnMajor);
+    long dOut = weightColumnMajor ? weights.dim(1) : weights.dim(2);
+    DeviceTensor y = DeviceTensor.allocate(x.type(), x.dim(0), dOut);
+    try {
+      run(x, weights, batchSize, weightColumnMajor, segLens, segIndptr, weightIndices, y, stream);
+      return y;
+    } catch (RuntimeException e) {
+      y.close();
+      throw e;
+    }
+  }
+
+  /** {@link #run(DeviceTensor, DeviceTensor, long, boolean, DeviceTensor, DeviceTensor,
+   *  DeviceTensor, Cuda.Stream)} into a given {@code (rows, d_out)} tensor, which it overwrites. */
+  public void run(DeviceTensor x, DeviceTensor weights, long batchSize, boolean weightColumnMajor,
+      DeviceTensor segLens, DeviceTensor segIndptr, DeviceTensor weightIndices, DeviceTensor out,
+      Cuda.Stream stream) {
+    checkShapes(x, weights, weightColumnMajor);
+    long dIn = x.dim(1);
+    long dOut = weightColumnMajor ? weights.dim(1) : weights.dim(2);
+    requireShape("out", out, x.type(), x.dim(0), dOut);
+    if (segLens != null) requireShape("seg_lens", segLens, TensorType.INT64, batchSize);
+    if (segIndptr != null) requireShape("seg_indptr", segIndptr, TensorType.INT64, batchSize + 1);
+    if (weightIndices != null) {
+      requireShape("weight_indices", weightIndices, TensorType.INT64, batchSize);
+    }
+    run(x.type().gemmDtype(), x.buffer(), x.dim(0), dIn, dOut, weights.buffer(), weights.dim(0),
+        weightColumnMajor, out.buffer(), batchSize, buffer(segLens), buffer(segIndptr),
+        buffer(weightIndices), stream);
+  }
+
+  /**
+   * The host twin of {@code run}: under {@link Backend#CPU} it is {@link CpuSegmentGemm}, on a
+   * GPU backend it copies the inputs to the device, runs, and copies y back.
+   */
+  public HostTensor run(HostTensor x, HostTensor weights, long batchSize,
+      boolean weightColumnMajor, long[] segLens, long[] segIndptr, long[] weightIndices) {
+    if (backend == Backend.CPU) {
+      return CpuSegmentGemm.run(x, weights, batchSize, weightColumnMajor, segLens, segIndptr,
+          weightIndices);
+    }
+    SegmentGemmInput in = SegmentGemmInput.of(x, weights, batchSize, weightColumnMajor, segLens,
+        segIndptr, weightIndices);
+    return new HostTensor(in.dtype(), run(in), in.xRows(), in.dOut());
   }
 
   /**
@@ -93,7 +215,7 @@ public final class SegmentGemm implements AutoCloseable {
       BaseDeviceMemoryBuffer weights, long numWeights, boolean weightColumnMajor,
       BaseDeviceMemoryBuffer y, long batchSize, BaseDeviceMemoryBuffer segLens,
       BaseDeviceMemoryBuffer segIndptr, BaseDeviceMemoryBuffer weightIndices, Cuda.Stream stream) {
-    ensureOpen();
+    ensureGpu();
     long e = dtype.bytes();
     checkLength("x", x, Math.multiplyExact(Math.multiplyExact(xRows, dIn), e));
     checkLength("weights", weights,
@@ -105,11 +227,25 @@ public final class SegmentGemm implements AutoCloseable {
     if (segLens == null && segIndptr == null) {
       throw new IllegalArgumentException("one of seg_lens and seg_indptr must be given");
     }
-    ensureIntWorkspace(batchSize);
+    ensureWorkspaces(SegmentGemmNative.workspaceSize(dtype, xRows, dIn, dOut, numWeights,
+        batchSize, weightIndices != null));
     SegmentGemmNative.run(handle, dtype, address(x), xRows, dIn, dOut, address(weights),
         numWeights, weightColumnMajor, address(y), batchSize, address(segLens),
         address(segIndptr), address(weightIndices), stream.getStream());
     SegmentGemmNative.check(handle, stream.getStream());
+  }
+
+  /** The kernel a call with these arguments would run on, e.g. "sm90 bf16 ..." or "portable ...". */
+  public String describePlan(DeviceTensor x, DeviceTensor weights, long batchSize,
+      boolean weightColumnMajor, DeviceTensor segLens, DeviceTensor segIndptr,
+      DeviceTensor weightIndices, DeviceTensor out) {
+    if (backend == Backend.CPU) return "cpu (CpuSegmentGemm, BLAS sgemm)";
+    checkShapes(x, weights, weightColumnMajor);
+    long dOut = weightColumnMajor ? weights.dim(1) : weights.dim(2);
+    return SegmentGemmNative.describePlan(handle, x.type().gemmDtype(), x.address(), x.dim(0),
+        x.dim(1), dOut, weights.address(), weights.dim(0), weightColumnMajor, out.address(),
+        batchSize, address(buffer(segLens)), address(buffer(segIndptr)),
+        address(buffer(weightIndices)));
   }
 
   /**
@@ -117,58 +253,99 @@ public final class SegmentGemm implements AutoCloseable {
    * of {@code in.dtype()}). For tests, demos and small batches; the UDF keeps data on the device.
    */
   public float[] run(SegmentGemmInput in) {
+    if (backend == Backend.CPU) return CpuSegmentGemm.run(in);
     long[] indptr = in.validate();
     DType dtype = in.dtype();
-    Cuda.Stream stream = Cuda.DEFAULT_STREAM;
-    long yBytes = in.xRows() * in.dOut() * (long) dtype.bytes();
-    try (DeviceMemoryBuffer x = upload(in.x(), dtype);
-         DeviceMemoryBuffer w = upload(in.weights(), dtype);
-         DeviceMemoryBuffer ptr = upload(indptr);
-         DeviceMemoryBuffer idx = in.weightIndices() == null ? null : upload(in.weightIndices());
-         DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(yBytes)) {
-      run(dtype, x, in.xRows(), in.dIn(), in.dOut(), w, in.numWeights(), in.weightColumnMajor(),
-          y, in.batchSize(), null, ptr, idx, stream);
-      return download(y, dtype, Math.toIntExact(in.xRows() * in.dOut()));
+    try (DeviceTensor x = DeviceTensor.fromHost(new HostTensor(dtype, in.x(), in.xRows(), in.dIn()));
+         DeviceTensor w = DeviceTensor.fromHost(new HostTensor(dtype, in.weights(),
+             in.numWeights(), in.weightColumnMajor() ? in.dOut() : in.dIn(),
+             in.weightColumnMajor() ? in.dIn() : in.dOut()));
+         DeviceTensor ptr = DeviceTensor.fromLongs(indptr);
+         DeviceTensor idx = in.weightIndices() == null ? null
+             : DeviceTensor.fromLongs(in.weightIndices());
+         DeviceTensor y = run(x, w, in.batchSize(), in.weightColumnMajor(), null, ptr, idx,
+             Cuda.DEFAULT_STREAM)) {
+      return y.toHost().values();
     }
   }
 
   @Override
   public void close() {
-    if (handle != 0) {
-      long h = handle;
-      handle = 0;
-      try {
-        SegmentGemmNative.destroy(h);
-      } finally {
-        closeOwnedWorkspaces();
+    if (closed) return;
+    closed = true;
+    if (handle == 0) return;
+    long h = handle;
+    handle = 0;
+    try {
+      SegmentGemmNative.destroy(h);
+    } finally {
+      if (ownsFloatWorkspace) floatWorkspace.close();
+      if (ownsIntWorkspace) intWorkspace.close();
+    }
+  }
+
+  /** Grows the workspaces this instance owns to what a call needs; caller-given ones stay. */
+  private void ensureWorkspaces(WorkspaceSizes need) {
+    // With an owned float workspace, also make room to coalesce segments that share a weight:
+    // the native side decides per call whether that pays.
+    long wantFloat = ownsFloatWorkspace ? need.floatBytesCoalesced() : 0;
+    long wantInt = ownsIntWorkspace ? need.intBytes() : 0;
+    boolean growFloat = wantFloat > floatWorkspace.getLength();
+    boolean growInt = wantInt > intWorkspace.getLength();
+    if (!growFloat && !growInt) return;
+    try (DeviceMemoryBuffer f = growFloat ? DeviceMemoryBuffer.allocate(wantFloat) : null;
+         DeviceMemoryBuffer i = growInt
+             ? DeviceMemoryBuffer.allocate(Math.max(wantInt, 2 * intWorkspace.getLength())) : null) {
+      BaseDeviceMemoryBuffer fw = f != null ? f : floatWorkspace;
+      BaseDeviceMemoryBuffer iw = i != null ? i : intWorkspace;
+      SegmentGemmNative.resetWorkspace(handle, fw.getAddress(), fw.getLength(), iw.getAddress(),
+          iw.getLength());
+      if (f != null) {
+        f.incRefCount();
+        floatWorkspace.close();
+        floatWorkspace = f;
+      }
+      if (i != null) {
+        i.incRefCount();
+        intWorkspace.close();
+        intWorkspace = i;
       }
     }
   }
 
-  private void ensureIntWorkspace(long batchSize) {
-    long need = SegmentGemmNative.workspaceSize(DType.BFLOAT16, 0, 0, 0, batchSize, batchSize,
-        true).intBytes();
-    if (need <= intWorkspace.getLength() || !ownsWorkspaces) return;  // too small: native says so
-    long bytes = Math.max(need, 2 * intWorkspace.getLength());
-    try (DeviceMemoryBuffer grown = DeviceMemoryBuffer.allocate(bytes)) {
-      SegmentGemmNative.resetWorkspace(handle, floatWorkspace.getAddress(),
-          floatWorkspace.getLength(), grown.getAddress(), grown.getLength());
-      grown.incRefCount();
-      intWorkspace.close();
-      intWorkspace = grown;
+  private void ensureGpu() {
+    if (backend == Backend.CPU) {
+      throw new IllegalStateException("a SegmentGemm with backend CPU runs host tensors only: use"
+          + " run(HostTensor, ...) or CpuSegmentGemm");
     }
-  }
-
-  private void closeOwnedWorkspaces() {
-    if (ownsWorkspaces) {
-      try (BaseDeviceMemoryBuffer f = floatWorkspace; BaseDeviceMemoryBuffer i = intWorkspace) {
-        ownsWorkspaces = false;
-      }
-    }
-  }
-
-  private void ensureOpen() {
     if (handle == 0) throw new IllegalStateException("SegmentGemm is closed");
+  }
+
+  private static void checkShapes(DeviceTensor x, DeviceTensor weights, boolean colMajor) {
+    if (x.rank() != 2 || x.type() == TensorType.INT64) {
+      throw new IllegalArgumentException("x must be a 2-D float tensor (rows, d_in), not " + x);
+    }
+    if (weights.rank() != 3 || weights.type() != x.type()) {
+      throw new IllegalArgumentException("weights must be a 3-D " + x.type() + " tensor "
+          + (colMajor ? "(num_weights, d_out, d_in)" : "(num_weights, d_in, d_out)") + ", not "
+          + weights);
+    }
+    long wIn = colMajor ? weights.dim(2) : weights.dim(1);
+    if (wIn != x.dim(1)) {
+      throw new IllegalArgumentException("x has d_in = " + x.dim(1) + " but weights " + weights
+          + (colMajor ? " (column-major)" : "") + " have d_in = " + wIn);
+    }
+  }
+
+  private static void requireShape(String name, DeviceTensor t, TensorType type, long... shape) {
+    if (t.type() != type || !Arrays.equals(t.shape(), shape)) {
+      throw new IllegalArgumentException(name + " must be a " + type + " tensor of shape "
+          + Arrays.toString(shape) + ", not " + t);
+    }
+  }
+
+  private static BaseDeviceMemoryBuffer buffer(DeviceTensor t) {
+    return t == null ? null : t.buffer();
   }
 
   private static void checkLength(String name, BaseDeviceMemoryBuffer b, long bytes) {
@@ -180,53 +357,5 @@ public final class SegmentGemm implements AutoCloseable {
 
   private static long address(BaseDeviceMemoryBuffer b) {
     return b == null ? 0 : b.getAddress();
-  }
-
-  /** values as dtype in new device memory (package-private: tests build inputs with it). */
-  static DeviceMemoryBuffer upload(float[] values, DType dtype) {
-    long bytes = (long) values.length * dtype.bytes();
-    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(bytes)) {
-      if (dtype == DType.FLOAT32) {
-        h.setFloats(0, values, 0, values.length);
-      } else {
-        h.setShorts(0, dtype.toBits(values), 0, values.length);
-      }
-      return toDevice(h);
-    }
-  }
-
-  static DeviceMemoryBuffer upload(long[] values) {
-    try (HostMemoryBuffer h = HostMemoryBuffer.allocate((long) values.length * 8)) {
-      h.setLongs(0, values, 0, values.length);
-      return toDevice(h);
-    }
-  }
-
-  private static DeviceMemoryBuffer toDevice(HostMemoryBuffer h) {
-    DeviceMemoryBuffer d = DeviceMemoryBuffer.allocate(h.getLength());
-    try {
-      d.copyFromHostBuffer(h);
-      return d;
-    } catch (RuntimeException e) {
-      d.close();
-      throw e;
-    }
-  }
-
-  private static float[] download(BaseDeviceMemoryBuffer d, DType dtype, int count) {
-    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(d.getLength())) {
-      h.copyFromDeviceBuffer(d);
-      float[] out = new float[count];
-      if (count == 0) return out;
-      ByteBuffer bb = h.asByteBuffer(0, Math.toIntExact((long) count * dtype.bytes()))
-          .order(ByteOrder.LITTLE_ENDIAN);
-      if (dtype == DType.FLOAT32) {
-        bb.asFloatBuffer().get(out);
-        return out;
-      }
-      short[] bits = new short[count];
-      bb.asShortBuffer().get(bits);
-      return dtype.fromBits(bits);
-    }
   }
 }

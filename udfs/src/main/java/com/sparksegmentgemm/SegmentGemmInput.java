@@ -17,6 +17,30 @@ public record SegmentGemmInput(DType dtype, float[] x, long xRows, int dIn, int 
     long[] segIndptr, long[] weightIndices) {
 
   /**
+   * The input of FlashInfer's {@code run} on host tensors: x {@code (rows, d_in)}, weights
+   * {@code (num_weights, d_in, d_out)}, or {@code (num_weights, d_out, d_in)} when
+   * weightColumnMajor; both of one dtype.
+   *
+   * @throws IllegalArgumentException naming the tensor whose rank, dtype or shape is wrong
+   */
+  public static SegmentGemmInput of(HostTensor x, HostTensor weights, long batchSize,
+      boolean weightColumnMajor, long[] segLens, long[] segIndptr, long[] weightIndices) {
+    require(x.rank() == 2, "x must be 2-D (rows, d_in), not " + x);
+    require(weights.rank() == 3, "weights must be 3-D " + (weightColumnMajor
+        ? "(num_weights, d_out, d_in)" : "(num_weights, d_in, d_out)") + ", not " + weights);
+    require(weights.dtype() == x.dtype(), "x is " + x.dtype() + " but weights are "
+        + weights.dtype());
+    int dIn = Math.toIntExact(x.dim(1));
+    long wIn = weightColumnMajor ? weights.dim(2) : weights.dim(1);
+    require(wIn == dIn, "x has d_in = " + dIn + " but weights " + weights
+        + (weightColumnMajor ? " (column-major)" : "") + " have d_in = " + wIn);
+    int dOut = Math.toIntExact(weightColumnMajor ? weights.dim(1) : weights.dim(2));
+    return new SegmentGemmInput(x.dtype(), x.values(), x.dim(0), dIn, dOut, weights.values(),
+        Math.toIntExact(weights.dim(0)), weightColumnMajor, batchSize, segLens, segIndptr,
+        weightIndices);
+  }
+
+  /**
    * Checks shapes and segment data and returns the segment offsets ({@code batchSize + 1}).
    *
    * @throws IllegalArgumentException naming the field, index and value at fault

@@ -68,6 +68,25 @@ class CpuSegmentGemmTest {
     }
   }
 
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void hostTwinOfRunWithTheCpuBackend(DType dtype) {
+    SegmentGemmInput in = Reference.docExample(dtype, true, 11);
+    HostTensor x = new HostTensor(dtype, in.x(), 10, 128);
+    HostTensor w = new HostTensor(dtype, in.weights(), 4, 256, 128);  // column-major: (n, d_out, d_in)
+    try (SegmentGemm gemm = new SegmentGemm(SegmentGemm.Backend.CPU)) {
+      HostTensor y = gemm.run(x, w, 4, true, new long[] {1, 2, 3, 4}, null, new long[] {0, 1, 0, 1});
+      assertArrayEquals(new long[] {10, 256}, y.shape());
+      Reference.assertClose(in, y.values(), "host twin " + dtype);
+      assertThrows(IllegalStateException.class, () -> gemm.resetWorkspaceBuffer(null));
+    }
+    assertEquals("x has d_in = 128 but weights HostTensor[FLOAT32 [4, 256, 100]] (column-major) have d_in = 100",
+        assertThrows(IllegalArgumentException.class, () -> CpuSegmentGemm.run(
+            new HostTensor(DType.FLOAT32, new float[1280], 10, 128),
+            new HostTensor(DType.FLOAT32, new float[4 * 256 * 100], 4, 256, 100), 4, true,
+            new long[] {1, 2, 3, 4}, null, null)).getMessage());
+  }
+
   @Test
   void outputsAreValuesOfTheDtype() {
     SegmentGemmInput in = Reference.docExample(DType.BFLOAT16, true, 3);

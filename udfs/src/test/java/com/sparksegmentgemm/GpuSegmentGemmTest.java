@@ -76,6 +76,48 @@ class GpuSegmentGemmTest {
     }
   }
 
+  /** The Javadoc example of SegmentGemm: caller's float workspace, DeviceTensor in and out. */
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void deviceTensorRunOverACallersWorkspace(DType dtype) {
+    SegmentGemmInput in = Reference.docExample(dtype, false, 12);
+    try (DeviceMemoryBuffer ws = DeviceMemoryBuffer.allocate(128L << 20);
+         SegmentGemm g = new SegmentGemm(ws, SegmentGemm.Backend.AUTO);
+         DeviceTensor x = DeviceTensor.fromHost(new HostTensor(dtype, in.x(), 10, 128));
+         DeviceTensor w = DeviceTensor.fromHost(new HostTensor(dtype, in.weights(), 4, 256, 128));
+         DeviceTensor segLens = DeviceTensor.fromLongs(1, 2, 3, 4);
+         DeviceTensor y = g.run(x, w, 4, true, segLens, null, null, Cuda.DEFAULT_STREAM);
+         DeviceTensor given = DeviceTensor.allocate(TensorType.of(dtype), 10, 256)) {
+      Reference.assertClose(in, y.toHost().values(), "new output " + dtype);
+      g.run(x, w, 4, true, segLens, null, null, given, Cuda.DEFAULT_STREAM);
+      Reference.assertClose(in, given.toHost().values(), "given output " + dtype);
+      System.out.println("plan for the doc example, " + dtype + ": "
+          + g.describePlan(x, w, 4, true, segLens, null, null, given));
+      assertEquals("out must be a " + TensorType.of(dtype) + " tensor of shape [10, 256], not DeviceTensor["
+          + TensorType.of(dtype) + " [10, 128]]", assertThrows(IllegalArgumentException.class,
+              () -> g.run(x, w, 4, true, segLens, null, null, x, Cuda.DEFAULT_STREAM)).getMessage());
+    }
+  }
+
+  @Test
+  void tooSmallCallerWorkspaceFailsWithTheNativeMessage() {
+    SegmentGemmInput in = Reference.docExample(DType.BFLOAT16, false, 13);
+    long need = SegmentGemmNative.workspaceSize(DType.BFLOAT16, 10, 128, 256, 4, 4, false).floatBytes();
+    assumeTrue(need > 0, "this build's kernels need no float workspace (portable only)");
+    try (DeviceMemoryBuffer ws = DeviceMemoryBuffer.allocate(need / 2);
+         SegmentGemm g = new SegmentGemm(ws, SegmentGemm.Backend.AUTO);
+         DeviceTensor x = DeviceTensor.fromHost(new HostTensor(DType.BFLOAT16, in.x(), 10, 128));
+         DeviceTensor w = DeviceTensor.fromHost(new HostTensor(DType.BFLOAT16, in.weights(), 4, 256, 128));
+         DeviceTensor segLens = DeviceTensor.fromLongs(1, 2, 3, 4);
+         DeviceTensor y = DeviceTensor.allocate(TensorType.BFLOAT16, 10, 256)) {
+      String plan = g.describePlan(x, w, 4, true, segLens, null, null, y);
+      assumeTrue(!plan.startsWith("portable"), "the portable kernel needs no float workspace: " + plan);
+      SegmentGemmException e = assertThrows(SegmentGemmException.class,
+          () -> g.run(x, w, 4, true, segLens, null, null, y, Cuda.DEFAULT_STREAM));
+      assertEquals(Status.WORKSPACE_TOO_SMALL, e.status());
+    }
+  }
+
   @Test
   void manySegments() {
     Random rnd = new Random(5);
@@ -89,14 +131,14 @@ class GpuSegmentGemmTest {
   void outputIsOverwrittenAndBadSegmentsAreReported() {
     Cuda.Stream s = Cuda.DEFAULT_STREAM;
     // x: 4 x 2 ones; W0 = W1 = all ones (d_in 2, d_out 3): every y element is 2.
-    try (DeviceMemoryBuffer x = SegmentGemm.upload(ones(8), DType.FLOAT16);
-         DeviceMemoryBuffer w = SegmentGemm.upload(ones(12), DType.FLOAT16);
+    try (DeviceMemoryBuffer x = upload(ones(8), DType.FLOAT16);
+         DeviceMemoryBuffer w = upload(ones(12), DType.FLOAT16);
          DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(4 * 3 * 2);
-         DeviceMemoryBuffer goodLens = SegmentGemm.upload(new long[] {4, 0});
-         DeviceMemoryBuffer negative = SegmentGemm.upload(new long[] {4, -1});
-         DeviceMemoryBuffer short3 = SegmentGemm.upload(new long[] {3, 0});
-         DeviceMemoryBuffer badIndptr = SegmentGemm.upload(new long[] {0, 3, 2});
-         DeviceMemoryBuffer idx = SegmentGemm.upload(new long[] {0, 2})) {
+         DeviceMemoryBuffer goodLens = upload(new long[] {4, 0});
+         DeviceMemoryBuffer negative = upload(new long[] {4, -1});
+         DeviceMemoryBuffer short3 = upload(new long[] {3, 0});
+         DeviceMemoryBuffer badIndptr = upload(new long[] {0, 3, 2});
+         DeviceMemoryBuffer idx = upload(new long[] {0, 2})) {
       poison(y);
       gemm.run(DType.FLOAT16, x, 4, 2, 3, w, 2, false, y, 2, goodLens, null, null, s);
       for (short v : download(y)) assertEquals(0x4000, v & 0xffff, "y = 2.0 everywhere, not y + 2");
@@ -121,6 +163,26 @@ class GpuSegmentGemmTest {
       gemm.run(DType.FLOAT16, x, 4, 2, 3, w, 2, false, y, 2, goodLens, null, null, s);
       for (short v : download(y)) assertEquals(0x4000, v & 0xffff);
     }
+  }
+
+  private static DeviceMemoryBuffer upload(float[] values, DType dtype) {
+    try (HostMemoryBuffer h = HostMemoryBuffer.allocate((long) values.length * dtype.bytes())) {
+      h.setShorts(0, dtype.toBits(values), 0, values.length);
+      return toDevice(h);
+    }
+  }
+
+  private static DeviceMemoryBuffer upload(long[] values) {
+    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(8L * values.length)) {
+      h.setLongs(0, values, 0, values.length);
+      return toDevice(h);
+    }
+  }
+
+  private static DeviceMemoryBuffer toDevice(HostMemoryBuffer h) {
+    DeviceMemoryBuffer d = DeviceMemoryBuffer.allocate(h.getLength());
+    d.copyFromHostBuffer(h);
+    return d;
   }
 
   private static float[] ones(int n) {

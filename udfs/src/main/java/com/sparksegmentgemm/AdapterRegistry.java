@@ -1,0 +1,73 @@
+package com.sparksegmentgemm;
+
+import com.sparksegmentgemm.nativelib.DType;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.SparkEnv;
+import scala.Tuple2;
+
+/**
+ * The JVM-wide registry of adapter stores and their device caches, keyed by path: each executor
+ * reads a directory once and uploads each adapter at most once per compute dtype (until the
+ * device cache evicts it), however many tasks and batches use it.
+ */
+public final class AdapterRegistry {
+  private record StoreKey(String path, boolean weightColumnMajor) {}
+
+  private record CacheKey(StoreKey store, DType dtype, long budgetBytes) {}
+
+  private static final Map<StoreKey, AdapterStore> STORES = new ConcurrentHashMap<>();
+  private static final Map<CacheKey, DeviceAdapterCache> CACHES = new ConcurrentHashMap<>();
+
+  private AdapterRegistry() {}
+
+  /** The host store for these settings, loaded on first use in this JVM. */
+  public static AdapterStore store(SegmentGemmSettings s) {
+    return STORES.computeIfAbsent(new StoreKey(s.adaptersPath(), s.weightColumnMajor()), k -> {
+      try {
+        return AdapterStore.load(k.path(), k.weightColumnMajor(), hadoopConf());
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot read the adapters at " + k.path() + ": " + e, e);
+      }
+    });
+  }
+
+  /** The device cache for these settings (created on first use; it allocates lazily). */
+  public static DeviceAdapterCache deviceCache(SegmentGemmSettings s) {
+    AdapterStore store = store(s);
+    return CACHES.computeIfAbsent(new CacheKey(new StoreKey(s.adaptersPath(),
+        s.weightColumnMajor()), s.computeDtype(), s.deviceCacheBytes()),
+        k -> new DeviceAdapterCache(store, k.dtype(), k.budgetBytes()));
+  }
+
+  /**
+   * Frees every device cache and forgets every store (the next use reloads). For executor
+   * shutdown and tests; no task may be using them.
+   */
+  public static synchronized void clear() {
+    try {
+      for (DeviceAdapterCache c : CACHES.values()) c.close();
+    } finally {
+      CACHES.clear();
+      STORES.clear();
+    }
+  }
+
+  /**
+   * Hadoop's configuration as Spark gives it to tasks: the spark.hadoop.* entries of the
+   * executor's SparkConf (credentials for S3 and the like) over the classpath's *-site.xml.
+   */
+  private static Configuration hadoopConf() {
+    Configuration conf = new Configuration();
+    SparkEnv env = SparkEnv.get();
+    if (env != null) {
+      for (Tuple2<String, String> kv : env.conf().getAll()) {
+        if (kv._1().startsWith("spark.hadoop.")) conf.set(kv._1().substring(13), kv._2());
+      }
+    }
+    return conf;
+  }
+}

@@ -1,0 +1,398 @@
+package com.sparksegmentgemm;
+
+import ai.rapids.cudf.BaseDeviceMemoryBuffer;
+import ai.rapids.cudf.BinaryOp;
+import ai.rapids.cudf.ColumnVector;
+import ai.rapids.cudf.ColumnView;
+import ai.rapids.cudf.Cuda;
+import ai.rapids.cudf.DeviceMemoryBuffer;
+import ai.rapids.cudf.GroupByAggregation;
+import ai.rapids.cudf.HostColumnVector;
+import ai.rapids.cudf.OrderByArg;
+import ai.rapids.cudf.OutOfBoundsPolicy;
+import ai.rapids.cudf.RmmException;
+import ai.rapids.cudf.Scalar;
+import ai.rapids.cudf.Table;
+import com.sparksegmentgemm.nativelib.DType;
+import com.sparksegmentgemm.nativelib.SegmentGemmNative;
+import java.util.Arrays;
+import java.util.Optional;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The GPU path of {@link SegmentGemmUdf}: one cuDF batch {@code (adapter id, features)} in, one
+ * LIST&lt;FLOAT&gt; column out, everything on the device and on the calling thread's default
+ * stream (the one cuDF and the RAPIDS Accelerator use):
+ * <ol>
+ *   <li>group: adapter ids (STRING, or INT/LONG as their decimal strings) are looked up in the
+ *       device cache's sorted id column (lower bound + equality), rows are validated (null
+ *       inputs, unknown adapters, wrong lengths, null values), and a sort by adapter index gives
+ *       the row order; only the per-adapter row counts come to the host, once per batch;</li>
+ *   <li>gather: features' rows are gathered in that order into one contiguous
+ *       {@code (rows, d_in)} x in the compute dtype;</li>
+ *   <li>kernel: one native call over every segment (more only when the batch exceeds
+ *       {@code gpuBatchBytes}, the workspace cap, the device cache's slots, or GPU memory);</li>
+ *   <li>scatter: y is converted to float and put back in the original row order (a gather by
+ *       the inverse permutation); rows that were null or bad come out null.</li>
+ * </ol>
+ */
+public final class ColumnarSegmentGemm {
+  private static final Logger LOG = LoggerFactory.getLogger(ColumnarSegmentGemm.class);
+  /** Elements converted per cuDF pass between float32 and 16-bit floats: bounds the temporaries. */
+  private static final long CONVERT_ELEMENTS = 1L << 25;
+
+  private final SegmentGemmSettings settings;
+  private final DeviceAdapterCache cache;
+  private final PhaseTimes times;
+  private final Cuda.Stream stream = Cuda.DEFAULT_STREAM;
+  private final DType dtype;
+  private final int dIn;
+  private final int dOut;
+
+  /** @param times where to add phase times (the stream is synchronised per phase), or null */
+  public ColumnarSegmentGemm(SegmentGemmSettings settings, PhaseTimes times) {
+    this.settings = settings;
+    this.cache = AdapterRegistry.deviceCache(settings);
+    this.times = times;
+    this.dtype = settings.computeDtype();
+    this.dIn = cache.store().dIn();
+    this.dOut = cache.store().dOut();
+  }
+
+  /**
+   * segment_gemm of every row; the caller owns the returned column. The inputs may be views
+   * into larger columns (sliced: list offsets need not start at 0).
+   */
+  public ColumnVector evaluate(ColumnView ids, ColumnView features) {
+    checkTypes(ids, features);
+    int rows = Math.toIntExact(ids.getRowCount());
+    if (features.getRowCount() != rows) {
+      throw new IllegalArgumentException("segment_gemm: adapter_id has " + rows
+          + " rows but features has " + features.getRowCount());
+    }
+    long t = System.nanoTime();
+    try (ColumnVector key = adapterKeys(ids, features);
+         ColumnVector order = sortOrder(key);
+         ColumnVector featureColumn = owned(features);
+         Table source = new Table(featureColumn)) {
+      int n = rows - (int) key.getNullCount();
+      if (n == 0) return allNull(rows);
+      if ((long) n * dOut > Integer.MAX_VALUE) {
+        throw new IllegalArgumentException("segment_gemm: " + n + " rows x d_out " + dOut
+            + " output values exceed one cuDF list column; use smaller batches"
+            + " (spark.rapids.sql.batchSizeBytes)");
+      }
+      long[][] segments = segments(key);
+      t = lap(t, 0);
+      DeviceMemoryBuffer out = DeviceMemoryBuffer.allocate((long) n * dOut * 4);
+      try (ColumnVector child = new ColumnVector(ai.rapids.cudf.DType.FLOAT32, (long) n * dOut,
+          Optional.of(0L), out, null, null)) {
+        compute(source, order, n, segments, out);
+        t = System.nanoTime();
+        ColumnVector result = toOriginalOrder(child, order, n, rows);
+        lap(t, 3);
+        return result;
+      }
+    }
+  }
+
+  private static void checkTypes(ColumnView ids, ColumnView features) {
+    ai.rapids.cudf.DType idType = ids.getType();
+    if (!idType.equals(ai.rapids.cudf.DType.STRING) && !idType.equals(ai.rapids.cudf.DType.INT32)
+        && !idType.equals(ai.rapids.cudf.DType.INT64)) {
+      throw new IllegalArgumentException("segment_gemm: adapter_id must be STRING, INT or LONG, not "
+          + idType);
+    }
+    boolean listOfFloat = features.getType().equals(ai.rapids.cudf.DType.LIST);
+    if (listOfFloat) {
+      try (ColumnView c = features.getChildColumnView(0)) {
+        listOfFloat = c.getType().equals(ai.rapids.cudf.DType.FLOAT32);
+      }
+    }
+    if (!listOfFloat) {
+      throw new IllegalArgumentException("segment_gemm: features must be ARRAY<FLOAT>, not "
+          + features.getType());
+    }
+  }
+
+  /**
+   * Each row's adapter index (INT32), or null for a row that yields null: a null input, or a bad
+   * row under onBadRow=null. Under onBadRow=error a bad row throws, naming its adapter.
+   */
+  private ColumnVector adapterKeys(ColumnView ids, ColumnView features) {
+    try (ColumnVector idStr = ids.getType().equals(ai.rapids.cudf.DType.STRING)
+             ? owned(ids) : ids.castTo(ai.rapids.cudf.DType.STRING);
+         Table known = new Table(cache.ids());
+         Table query = new Table(idStr);
+         ColumnVector pos = known.lowerBound(query, OrderByArg.asc(0));
+         Table atPos = known.gather(pos, OutOfBoundsPolicy.NULLIFY);
+         ColumnVector found = falseIfNull(atPos.getColumn(0).equalTo(idStr));
+         ColumnVector lens = features.countElements();
+         ColumnVector lenOk = falseIfNull(eq(lens, dIn));
+         ColumnVector hasNullValue = falseIfNull(features.listContainsNulls());
+         ColumnVector noNullValue = hasNullValue.not();
+         ColumnVector foundAndLen = and(found, lenOk);
+         ColumnVector ok = and(foundAndLen, noNullValue);
+         ColumnVector idPresent = ids.isNotNull();
+         ColumnVector featPresent = features.isNotNull();
+         ColumnVector present = and(idPresent, featPresent);
+         ColumnVector notOk = ok.not();
+         ColumnVector bad = and(present, notOk)) {
+      if (settings.onBadRow() == SegmentGemmConf.OnBadRow.ERROR && any(bad)) {
+        throw firstBadRow(bad, idStr, found, lens);
+      }
+      try (Scalar none = Scalar.fromNull(ai.rapids.cudf.DType.INT32)) {
+        return ok.ifElse(pos, none);
+      }
+    }
+  }
+
+  /** The error for the first bad row (the only path that copies row data to the host). */
+  private BadRowException firstBadRow(ColumnView bad, ColumnVector idStr, ColumnVector found,
+      ColumnVector lens) {
+    try (Scalar zero = Scalar.fromInt(0);
+         ColumnVector index = ColumnVector.sequence(zero, (int) bad.getRowCount());
+         ColumnVector lensOrZero = lens.replaceNulls(zero);
+         Table all = new Table(index, idStr, found, lensOrZero);
+         Table badRows = all.filter(bad);
+         ColumnVector firstIndex = ColumnVector.fromInts(0);
+         Table first = badRows.gather(firstIndex);
+         HostColumnVector row = first.getColumn(0).copyToHost();
+         HostColumnVector id = first.getColumn(1).copyToHost();
+         HostColumnVector isKnown = first.getColumn(2).copyToHost();
+         HostColumnVector len = first.getColumn(3).copyToHost()) {
+      String where = " (row " + row.getInt(0) + " of the batch)";
+      String adapter = id.getJavaString(0);
+      if (!isKnown.getBoolean(0)) {
+        return BadRowException.unknownAdapter(cache.store(), adapter, where);
+      }
+      if (len.getInt(0) != dIn) return BadRowException.wrongLength(adapter, len.getInt(0), dIn, where);
+      return BadRowException.nullValue(adapter, where);
+    }
+  }
+
+  /**
+   * A column reference the caller closes: a new reference to a ColumnVector, or a copy of a
+   * plain view (a cuDF Table holds ColumnVectors only).
+   */
+  private static ColumnVector owned(ColumnView v) {
+    return v instanceof ColumnVector c ? c.incRefCount() : v.copyToColumnVector();
+  }
+
+  private static ColumnVector sortOrder(ColumnVector key) {
+    try (Table t = new Table(key)) {
+      return t.sortOrder(OrderByArg.asc(0, false));  // nulls last: the computed rows come first
+    }
+  }
+
+  /**
+   * The segments in sorted row order, from one small copy to the host: {adapter index per
+   * segment, first sorted row per segment (with the end appended)}.
+   */
+  private static long[][] segments(ColumnVector key) {
+    try (Table keys = new Table(key);
+         Table counts = keys.groupBy(0).aggregate(GroupByAggregation.count().onColumn(0));
+         Table sorted = counts.orderBy(OrderByArg.asc(0, false));
+         ColumnVector c64 = sorted.getColumn(1).castTo(ai.rapids.cudf.DType.INT64);
+         HostColumnVector adapters = sorted.getColumn(0).copyToHost();
+         HostColumnVector count = c64.copyToHost()) {
+      int groups = (int) adapters.getRowCount();
+      int valid = groups - (int) adapters.getNullCount();  // the null key is a group too
+      long[] adapter = new long[valid];
+      long[] start = new long[valid + 1];
+      for (int g = 0; g < valid; g++) {
+        adapter[g] = adapters.getInt(g);
+        start[g + 1] = start[g] + count.getLong(g);
+      }
+      return new long[][] {adapter, start};
+    }
+  }
+
+  /** Fills out ((n, d_out) float32, sorted row order) with one native call per part. */
+  private void compute(Table features, ColumnVector order, int n, long[][] segments,
+      DeviceMemoryBuffer out) {
+    int[] adapter = Arrays.stream(segments[0]).mapToInt(a -> (int) a).toArray();
+    long[] start = segments[1];
+    long rowBytes = (long) (dIn + dOut) * dtype.bytes();
+    long maxRows = Math.max(1, settings.gpuBatchBytes() / Math.max(1, rowBytes));
+    try (SegmentGemm gemm = new SegmentGemm(settings.backend())) {
+      long row = 0;
+      int seg = 0;
+      while (row < n) {
+        long want = Math.min(n, row + maxRows);
+        int lastSeg = seg;
+        while (start[lastSeg + 1] < want) lastSeg++;
+        try (DeviceAdapterCache.Lease lease = cache.acquire(adapter, seg, lastSeg + 1)) {
+          int k = fitWorkspace(lease.count(), want - row);
+          long end = Math.min(want, start[seg + k]);
+          try {
+            runPart(gemm, features, order, row, end, seg, k, start, lease, out);
+          } catch (RuntimeException | OutOfMemoryError e) {
+            if (!isOutOfMemory(e) || end - row == 1) throw e;
+            maxRows = Math.max(1, (end - row) / 2);
+            LOG.warn("segment_gemm: GPU out of memory for {} rows; retrying in parts of {}",
+                end - row, maxRows);
+            continue;
+          }
+          row = end;
+          while (seg < adapter.length && start[seg + 1] <= row) seg++;
+        }
+      }
+    }
+  }
+
+  /** How many of k segments one call may take within the workspace cap (at least one). */
+  private int fitWorkspace(int k, long rows) {
+    while (k > 1 && SegmentGemmNative.workspaceSize(dtype, rows, dIn, dOut, cache.slots(), k, true)
+        .floatBytes() > settings.workspaceBytes()) {
+      k = (k + 1) / 2;
+    }
+    return k;
+  }
+
+  /** One native call over sorted rows [row, end), segments seg .. seg + k - 1 (clipped). */
+  private void runPart(SegmentGemm gemm, Table features, ColumnVector order, long row,
+      long end, int seg, int k, long[] start, DeviceAdapterCache.Lease lease,
+      DeviceMemoryBuffer out) {
+    long t = System.nanoTime();
+    long rows = end - row;
+    int batch = 0;
+    long[] indptr = new long[k + 1];
+    long[] slots = new long[k];
+    for (int i = 0; i < k && start[seg + i] < end; i++) {
+      indptr[i + 1] = Math.min(end, start[seg + i + 1]) - row;
+      slots[i] = lease.slot(i);
+      batch++;
+    }
+    int e = dtype.bytes();
+    try (DeviceMemoryBuffer x = DeviceMemoryBuffer.allocate(rows * dIn * e);
+         DeviceMemoryBuffer yOwn = dtype == DType.FLOAT32 ? null
+             : DeviceMemoryBuffer.allocate(rows * dOut * e);
+         DeviceMemoryBuffer yOut = dtype == DType.FLOAT32 ? out.slice(row * dOut * 4, rows * dOut * 4)
+             : null;
+         DeviceTensor segIndptr = DeviceTensor.fromLongs(Arrays.copyOf(indptr, batch + 1));
+         DeviceTensor weightIndices = DeviceTensor.fromLongs(Arrays.copyOf(slots, batch))) {
+      gather(features, order, row, end, x);
+      t = lap(t, 1);
+      DeviceMemoryBuffer y = yOwn != null ? yOwn : yOut;
+      gemm.run(dtype, x, rows, dIn, dOut, cache.weights(), cache.slots(),
+          settings.weightColumnMajor(), y, batch, null, segIndptr.buffer(),
+          weightIndices.buffer(), stream);
+      if (times != null) times.nativeCalls++;
+      t = lap(t, 2);
+      if (yOwn != null) toFloat(yOwn, rows * dOut, out, row * dOut * 4);
+      lap(t, 3);
+    }
+  }
+
+  /** x[0 .. end - row) = features[order[row .. end)] in the compute dtype. */
+  private void gather(Table source, ColumnVector order, long row, long end,
+      DeviceMemoryBuffer x) {
+    long step = Math.max(1, CONVERT_ELEMENTS / Math.max(1, dIn));
+    for (long r = row; r < end; r += step) {
+      long to = Math.min(end, r + step);
+      try (ColumnVector map = order.subVector((int) r, (int) to);
+           Table gathered = source.gather(map);
+           ColumnView values = gathered.getColumn(0).getChildColumnView(0)) {
+        long dst = (r - row) * dIn * dtype.bytes();
+        if (dtype == DType.FLOAT32) {
+          copy(values, x, dst);
+        } else {
+          try (ColumnVector bits = HalfFloatColumns.fromFloat(values, dtype)) {
+            copy(bits, x, dst);
+          }
+        }
+      }
+    }
+  }
+
+  /** out[at ..] = the float32 values of count dtype values in y. */
+  private void toFloat(DeviceMemoryBuffer y, long count, DeviceMemoryBuffer out, long at) {
+    for (long i = 0; i < count; i += CONVERT_ELEMENTS) {
+      long m = Math.min(CONVERT_ELEMENTS, count - i);
+      try (ColumnVector bits = new ColumnVector(ai.rapids.cudf.DType.UINT16, m, Optional.of(0L),
+               y.slice(i * 2, m * 2), null, null);
+           ColumnVector f32 = HalfFloatColumns.toFloatBits(bits, dtype)) {
+        copy(f32, out, at + i * 4);
+      }
+    }
+  }
+
+  private void copy(ColumnView column, DeviceMemoryBuffer dst, long dstOffset) {
+    try (BaseDeviceMemoryBuffer data = column.getData()) {
+      if (data == null) return;  // an empty column
+      long bytes = column.getRowCount() * column.getType().getSizeInBytes();
+      dst.copyFromDeviceBufferAsync(dstOffset, data, 0, bytes, stream);
+    }
+  }
+
+  /** The sorted (n, d_out) results as a LIST column, back in the original order of rows. */
+  private static ColumnVector toOriginalOrder(ColumnVector child, ColumnVector order, int n,
+      int rows) {
+    try (Scalar zero = Scalar.fromInt(0);
+         Scalar width = Scalar.fromInt(Math.toIntExact(child.getRowCount() / n));
+         ColumnVector offsets = ColumnVector.sequence(zero, width, n + 1);
+         ColumnVector sortedLists = child.makeListFromOffsets(n, offsets);
+         ColumnVector position = ColumnVector.sequence(zero, rows);
+         Table positions = new Table(position);
+         Table inverse = positions.scatter(order, positions);
+         Table sorted = new Table(sortedLists);
+         // Rows that were not computed sort after the first n: their inverse is >= n, so NULLIFY
+         // makes them null.
+         Table result = sorted.gather(inverse.getColumn(0), OutOfBoundsPolicy.NULLIFY)) {
+      return result.getColumn(0).incRefCount();
+    }
+  }
+
+  private static ColumnVector allNull(int rows) {
+    try (Scalar nullList = Scalar.listFromNull(new HostColumnVector.ListType(true,
+        new HostColumnVector.BasicType(false, ai.rapids.cudf.DType.FLOAT32)))) {
+      return ColumnVector.fromScalar(nullList, rows);
+    }
+  }
+
+  private long lap(long since, int phase) {
+    if (times == null) return since;
+    stream.sync();
+    long now = System.nanoTime();
+    long d = now - since;
+    switch (phase) {
+      case 0 -> times.groupNs += d;
+      case 1 -> times.gatherNs += d;
+      case 2 -> times.kernelNs += d;
+      default -> times.scatterNs += d;
+    }
+    return now;
+  }
+
+  /** RMM's failure, or the RAPIDS Accelerator's retry/split signals, which it raises instead. */
+  private static boolean isOutOfMemory(Throwable e) {
+    String name = e.getClass().getName();
+    return e instanceof OutOfMemoryError || e instanceof RmmException
+        || name.equals("com.nvidia.spark.rapids.jni.GpuRetryOOM")
+        || name.equals("com.nvidia.spark.rapids.jni.GpuSplitAndRetryOOM");
+  }
+
+  private static boolean any(ColumnView mask) {
+    try (Scalar s = mask.any()) {
+      return s.isValid() && s.getBoolean();
+    }
+  }
+
+  private static ColumnVector falseIfNull(ColumnVector mask) {
+    try (mask; Scalar f = Scalar.fromBool(false)) {
+      return mask.replaceNulls(f);
+    }
+  }
+
+  private static ColumnVector eq(ColumnView v, int value) {
+    try (Scalar s = Scalar.fromInt(value)) {
+      return v.equalTo(s);
+    }
+  }
+
+  private static ColumnVector and(ColumnView a, ColumnView b) {
+    return a.binaryOp(BinaryOp.LOGICAL_AND, b, ai.rapids.cudf.DType.BOOL8);
+  }
+}

@@ -1,0 +1,45 @@
+package com.sparksegmentgemm;
+
+import com.sparksegmentgemm.nativelib.DType;
+import java.io.Serializable;
+
+/**
+ * What a {@link SegmentGemmUdf} needs on the executors, read once on the driver from
+ * {@link SegmentGemmConf} (see each key's doc there). Serializable; holds no native state.
+ */
+public record SegmentGemmSettings(String adaptersPath, boolean weightColumnMajor,
+    DType computeDtype, SegmentGemmConf.OnBadRow onBadRow, long deviceCacheBytes,
+    long workspaceBytes, long gpuBatchBytes, SegmentGemm.Backend backend) implements Serializable {
+  private static final long serialVersionUID = 1L;
+
+  /** The defaults of every key, over adapters at this path. */
+  public static SegmentGemmSettings defaults(String adaptersPath) {
+    return SegmentGemmConf.settings(java.util.Map.of(SegmentGemmConf.ADAPTERS_PATH.key(),
+        adaptersPath));
+  }
+
+  public SegmentGemmSettings withComputeDtype(DType dtype) {
+    return new SegmentGemmSettings(adaptersPath, weightColumnMajor, dtype, onBadRow,
+        deviceCacheBytes, workspaceBytes, gpuBatchBytes, backend);
+  }
+
+  public SegmentGemmSettings withOnBadRow(SegmentGemmConf.OnBadRow mode) {
+    return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, mode,
+        deviceCacheBytes, workspaceBytes, gpuBatchBytes, backend);
+  }
+
+  public SegmentGemmSettings withDeviceCacheBytes(long bytes) {
+    return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow, bytes,
+        workspaceBytes, gpuBatchBytes, backend);
+  }
+
+  public SegmentGemmSettings withGpuBatchBytes(long bytes) {
+    return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow,
+        deviceCacheBytes, workspaceBytes, bytes, backend);
+  }
+
+  public SegmentGemmSettings withBackend(SegmentGemm.Backend b) {
+    return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow,
+        deviceCacheBytes, workspaceBytes, gpuBatchBytes, b);
+  }
+}

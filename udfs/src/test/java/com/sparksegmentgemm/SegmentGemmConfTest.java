@@ -1,0 +1,54 @@
+package com.sparksegmentgemm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.sparksegmentgemm.nativelib.DType;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+
+class SegmentGemmConfTest {
+  @Test
+  void defaults() {
+    SegmentGemmSettings s = SegmentGemmSettings.defaults("/tmp/adapters");
+    assertEquals(new SegmentGemmSettings("/tmp/adapters", false, DType.BFLOAT16,
+        SegmentGemmConf.OnBadRow.ERROR, 1L << 30, 128L << 20, 1L << 30, SegmentGemm.Backend.AUTO), s);
+  }
+
+  @Test
+  void everyKeyIsParsedAndDocumented() {
+    SegmentGemmSettings s = SegmentGemmConf.settings(Map.of(
+        "spark.segmentgemm.adapters.path", "s3a://bucket/adapters",
+        "spark.segmentgemm.adapters.weightColumnMajor", "true",
+        "spark.segmentgemm.computeDtype", "float16",
+        "spark.segmentgemm.onBadRow", "null",
+        "spark.segmentgemm.deviceCacheBytes", "512m",
+        "spark.segmentgemm.workspaceBytes", "64mb",
+        "spark.segmentgemm.gpuBatchBytes", "2g",
+        "spark.segmentgemm.backend", "sm90"));
+    assertEquals(new SegmentGemmSettings("s3a://bucket/adapters", true, DType.FLOAT16,
+        SegmentGemmConf.OnBadRow.NULL, 512L << 20, 64L << 20, 2L << 30, SegmentGemm.Backend.SM90), s);
+    Set<String> keys = new HashSet<>();
+    for (SegmentGemmConf.Entry<?> e : SegmentGemmConf.ALL) {
+      assertTrue(e.key().startsWith("spark.segmentgemm."), e.key());
+      assertTrue(e.doc().length() > 40, e.key() + " has a doc");
+      keys.add(e.key());
+    }
+    assertEquals(8, keys.size());
+  }
+
+  @Test
+  void badValuesNameTheKey() {
+    assertEquals("spark.segmentgemm.adapters.path is not set: " + SegmentGemmConf.ADAPTERS_PATH.doc(),
+        assertThrows(IllegalArgumentException.class, () -> SegmentGemmConf.settings(Map.of())).getMessage());
+    assertEquals("spark.segmentgemm.computeDtype = 'int8' is invalid: expected bfloat16, float16 or float32",
+        assertThrows(IllegalArgumentException.class, () -> SegmentGemmConf.settings(Map.of(
+            "spark.segmentgemm.adapters.path", "/a", "spark.segmentgemm.computeDtype", "int8"))).getMessage());
+    assertEquals("spark.segmentgemm.deviceCacheBytes = 'lots' is invalid: expected a size such as 134217728, 128m or 1g",
+        assertThrows(IllegalArgumentException.class, () -> SegmentGemmConf.settings(Map.of(
+            "spark.segmentgemm.adapters.path", "/a", "spark.segmentgemm.deviceCacheBytes", "lots"))).getMessage());
+  }
+}

@@ -1,0 +1,384 @@
+package com.sparksegmentgemm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import ai.rapids.cudf.ColumnVector;
+import ai.rapids.cudf.ColumnView;
+import ai.rapids.cudf.HostColumnVector;
+import com.sparksegmentgemm.nativelib.DType;
+import com.sparksegmentgemm.nativelib.Gpu;
+import com.sparksegmentgemm.nativelib.SegmentGemmNative;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * {@link SegmentGemmUdf#evaluateColumnar} on real cuDF columns, against the CPU path
+ * ({@link SegmentGemmUdf#call}) on the same rows and both against the double-precision
+ * reference. Skips, saying why, where there is no usable GPU.
+ */
+class SegmentGemmUdfGpuTest {
+  private static final int D_IN = 24;
+  private static final int D_OUT = 16;
+  private static final HostColumnVector.DataType FEATURES = new HostColumnVector.ListType(true,
+      new HostColumnVector.BasicType(true, ai.rapids.cudf.DType.FLOAT32));
+
+  @TempDir static Path dir;
+  /** Store (subdirectory) -> adapter id -> weight. */
+  private static final Map<String, Map<String, float[]>> WEIGHTS = new HashMap<>();
+
+  @BeforeAll
+  static void setUp() throws IOException {
+    Gpu.unavailableReason().ifPresentOrElse(
+        r -> System.out.println("SegmentGemmUdfGpuTest: every test SKIPPED, no usable CUDA GPU here (" + r + ")"),
+        () -> System.out.println("SegmentGemmUdfGpuTest on " + SegmentGemmNative.deviceQuery(0)));
+    WEIGHTS.put("named", AdapterFiles.writeRandom(dir.resolve("named"), new Random(1), 40, D_IN, D_OUT));
+    WEIGHTS.put("many", AdapterFiles.writeRandom(dir.resolve("many"), new Random(2), 1000, D_IN, D_OUT));
+    WEIGHTS.put("odd", AdapterFiles.writeRandom(dir.resolve("odd"), new Random(3), 5, 13, 7));
+    Map<String, float[]> numeric = new HashMap<>();
+    Random rnd = new Random(4);
+    Files.createDirectories(dir.resolve("numeric"));
+    for (int a = 0; a < 10; a++) {
+      float[] w = Reference.gaussian(rnd, D_IN * D_OUT);
+      Files.write(dir.resolve("numeric").resolve(a + ".npy"), AdapterFiles.npy(w, D_IN, D_OUT));
+      numeric.put(Integer.toString(a), w);
+    }
+    WEIGHTS.put("numeric", numeric);
+  }
+
+  /** Per test, so that each one is reported as skipped (a class-level skip counts none). */
+  @BeforeEach
+  void requireGpu() {
+    assumeTrue(Gpu.isAvailable(), () -> "no usable CUDA GPU: " + Gpu.unavailableReason().orElse(""));
+  }
+
+  @AfterAll
+  static void tearDown() {
+    AdapterRegistry.clear();
+  }
+
+  private static SegmentGemmSettings settings(String store, DType dtype) {
+    return SegmentGemmSettings.defaults(dir.resolve(store).toUri().toString()).withComputeDtype(dtype);
+  }
+
+  private static List<String> ids(String store) {
+    return new ArrayList<>(new java.util.TreeMap<>(WEIGHTS.get(store)).keySet());
+  }
+
+  private static ColumnVector idColumn(List<UdfCases.Input> rows) {
+    Object first = rows.stream().map(UdfCases.Input::adapterId).filter(x -> x != null).findFirst()
+        .orElse("");
+    if (first instanceof Integer) {
+      return ColumnVector.fromBoxedInts(rows.stream().map(r -> (Integer) r.adapterId()).toArray(Integer[]::new));
+    }
+    if (first instanceof Long) {
+      return ColumnVector.fromBoxedLongs(rows.stream().map(r -> (Long) r.adapterId()).toArray(Long[]::new));
+    }
+    return ColumnVector.fromStrings(rows.stream().map(r -> (String) r.adapterId()).toArray(String[]::new));
+  }
+
+  @SuppressWarnings("unchecked")
+  private static ColumnVector featureColumn(List<UdfCases.Input> rows) {
+    return ColumnVector.fromLists(FEATURES, rows.stream().map(UdfCases.Input::features).toArray(List[]::new));
+  }
+
+  private static List<float[]> toRows(ColumnVector out) {
+    List<float[]> rows = new ArrayList<>();
+    try (HostColumnVector h = out.copyToHost()) {
+      for (int r = 0; r < h.getRowCount(); r++) {
+        rows.add(h.isNull(r) ? null : UdfCases.unboxed(h.getList(r)));
+      }
+    }
+    return rows;
+  }
+
+  /** evaluateColumnar over rows, checked row by row against call() and the reference. */
+  private static void checkBatch(String store, SegmentGemmSettings s, List<UdfCases.Input> rows,
+      String what) {
+    SegmentGemmUdf udf = new SegmentGemmUdf(s);
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows);
+         ColumnVector out = udf.evaluateColumnar(rows.size(), ids, features)) {
+      assertEquals(rows.size(), out.getRowCount(), what + ": one output row per input row");
+      checkRows(udf, store, s, rows, toRows(out), what);
+    }
+  }
+
+  private static void checkRows(SegmentGemmUdf udf, String store, SegmentGemmSettings s,
+      List<UdfCases.Input> rows, List<float[]> gpu, String what) {
+    Map<String, float[]> w = WEIGHTS.get(store);
+    int dIn = store.equals("odd") ? 13 : D_IN;
+    int dOut = store.equals("odd") ? 7 : D_OUT;
+    for (int i = 0; i < rows.size(); i++) {
+      UdfCases.Input in = rows.get(i);
+      float[] cpu = udf.call(in.adapterId(), in.features() == null ? null
+          : scala.jdk.javaapi.CollectionConverters.asScala(in.features()).toSeq());
+      String row = what + " row " + i;
+      assertEquals(cpu == null, gpu.get(i) == null, row + ": CPU " + UdfCases.describe(cpu)
+          + " vs GPU " + UdfCases.describe(gpu.get(i)));
+      if (cpu == null) continue;
+      UdfCases.check(in, gpu.get(i), w, dIn, dOut, s.computeDtype(), "GPU " + row);
+      UdfCases.check(in, cpu, w, dIn, dOut, s.computeDtype(), "CPU " + row);
+    }
+  }
+
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void skewedBatchWithNulls(DType dtype) {
+    List<UdfCases.Input> rows = UdfCases.skewed(new Random(20 + dtype.ordinal()), ids("named"),
+        5000, D_IN, 0.05);
+    checkBatch("named", settings("named", dtype), rows, "skewed " + dtype);
+  }
+
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void thousandAdaptersInOneNativeCall(DType dtype) {
+    Random rnd = new Random(30 + dtype.ordinal());
+    List<UdfCases.Input> rows = new ArrayList<>();
+    for (String id : ids("many")) {
+      for (int k = rnd.nextInt(3); k >= 0; k--) rows.add(new UdfCases.Input(id, UdfCases.features(rnd, D_IN)));
+    }
+    java.util.Collections.shuffle(rows, rnd);
+    SegmentGemmSettings s = settings("many", dtype);
+    PhaseTimes times = new PhaseTimes();
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows);
+         ColumnVector out = new ColumnarSegmentGemm(s, times).evaluate(ids, features)) {
+      assertEquals(1, times.nativeCalls(), "1,000 adapters, one native call");
+      checkRows(new SegmentGemmUdf(s), "many", s, rows, toRows(out), "1,000 adapters " + dtype);
+    }
+  }
+
+  @Test
+  void oneRow() {
+    checkBatch("named", settings("named", DType.BFLOAT16),
+        List.of(new UdfCases.Input("a7", UdfCases.features(new Random(5), D_IN))), "one row");
+  }
+
+  @Test
+  void allRowsNullAndEmptyBatch() {
+    Random rnd = new Random(6);
+    checkBatch("named", settings("named", DType.FLOAT16), List.of(
+        new UdfCases.Input(null, UdfCases.features(rnd, D_IN)), new UdfCases.Input("a1", null),
+        new UdfCases.Input(null, null)), "all null");
+    checkBatch("named", settings("named", DType.FLOAT16), List.of(), "empty batch");
+  }
+
+  @Test
+  void intAdapterIds() {
+    List<Integer> ints = List.of(0, 1, 2, 3, 4, 5, 6, 7, 8, 9);
+    checkBatch("numeric", settings("numeric", DType.BFLOAT16),
+        UdfCases.skewed(new Random(7), ints, 500, D_IN, 0.1), "INT ids");
+  }
+
+  @Test
+  void longAdapterIds() {
+    List<Long> longs = List.of(0L, 1L, 2L, 3L, 4L, 5L, 6L, 7L, 8L, 9L);
+    checkBatch("numeric", settings("numeric", DType.FLOAT32),
+        UdfCases.skewed(new Random(8), longs, 500, D_IN, 0.1), "LONG ids");
+  }
+
+  /** Views into the middle of larger columns: list offsets start at neither 0 nor a row boundary of the child. */
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void slicedInputColumns(DType dtype) {
+    List<UdfCases.Input> all = UdfCases.skewed(new Random(40 + dtype.ordinal()), ids("named"),
+        600, D_IN, 0.05);
+    SegmentGemmSettings s = settings("named", dtype);
+    SegmentGemmUdf udf = new SegmentGemmUdf(s);
+    try (ColumnVector ids = idColumn(all);
+         ColumnVector features = featureColumn(all)) {
+      ColumnView[] idViews = ids.splitAsViews(137, 451);
+      ColumnView[] featureViews = features.splitAsViews(137, 451);
+      try (ColumnView idMiddle = idViews[1];
+           ColumnView featureMiddle = featureViews[1];
+           ColumnView a = idViews[0]; ColumnView b = idViews[2];
+           ColumnView c = featureViews[0]; ColumnView d = featureViews[2];
+           ColumnVector out = new ColumnarSegmentGemm(s, null).evaluate(idMiddle, featureMiddle)) {
+        checkRows(udf, "named", s, all.subList(137, 451), toRows(out), "sliced view " + dtype);
+      }
+      try (ColumnVector idPart = ids.subVector(200, 590);
+           ColumnVector featurePart = features.subVector(200, 590);
+           ColumnVector out = udf.evaluateColumnar(390, idPart, featurePart)) {
+        checkRows(udf, "named", s, all.subList(200, 590), toRows(out), "subVector " + dtype);
+      }
+    }
+  }
+
+  private static String gpuError(SegmentGemmSettings s, List<UdfCases.Input> rows) {
+    SegmentGemmUdf udf = new SegmentGemmUdf(s);
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows)) {
+      return assertThrows(BadRowException.class,
+          () -> udf.evaluateColumnar(rows.size(), ids, features).close()).getMessage();
+    }
+  }
+
+  @Test
+  void unknownAdapterIsAnErrorNamingIt() {
+    Random rnd = new Random(9);
+    String m = gpuError(settings("named", DType.BFLOAT16), List.of(
+        new UdfCases.Input("a1", UdfCases.features(rnd, D_IN)), new UdfCases.Input(null, null),
+        new UdfCases.Input("zz", UdfCases.features(rnd, D_IN))));
+    assertEquals("segment_gemm: unknown adapter 'zz': " + dir.resolve("named").toUri()
+        + " has 40 adapters (a0, a1, a10, a11, a12, ...) (row 2 of the batch) (set"
+        + " spark.segmentgemm.onBadRow=null to return null for such rows)", m);
+  }
+
+  @Test
+  void wrongLengthIsAnErrorNamingAdapterAndLengths() {
+    Random rnd = new Random(10);
+    String m = gpuError(settings("named", DType.FLOAT16), List.of(
+        new UdfCases.Input("a1", UdfCases.features(rnd, D_IN)),
+        new UdfCases.Input("a5", UdfCases.features(rnd, D_IN + 3))));
+    assertEquals("segment_gemm: features for adapter 'a5' have 27 values but the adapters expect"
+        + " d_in = 24 (row 1 of the batch) (set spark.segmentgemm.onBadRow=null to return null for"
+        + " such rows)", m);
+  }
+
+  @Test
+  void nullFeatureValueIsAnError() {
+    List<Float> x = UdfCases.features(new Random(11), D_IN);
+    x.set(4, null);
+    String m = gpuError(settings("named", DType.FLOAT32), List.of(new UdfCases.Input("a2", x)));
+    assertTrue(m.startsWith("segment_gemm: features for adapter 'a2' contain a null value (row 0"), m);
+  }
+
+  @Test
+  void badRowsAreNullWhenAsked() {
+    Random rnd = new Random(12);
+    List<Float> withNull = UdfCases.features(rnd, D_IN);
+    withNull.set(0, null);
+    List<UdfCases.Input> rows = List.of(
+        new UdfCases.Input("a1", UdfCases.features(rnd, D_IN)),
+        new UdfCases.Input("zz", UdfCases.features(rnd, D_IN)),
+        new UdfCases.Input("a3", UdfCases.features(rnd, D_IN - 1)),
+        new UdfCases.Input("a4", withNull),
+        new UdfCases.Input("a5", UdfCases.features(rnd, D_IN)));
+    SegmentGemmSettings s = settings("named", DType.BFLOAT16).withOnBadRow(SegmentGemmConf.OnBadRow.NULL);
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows);
+         ColumnVector out = new SegmentGemmUdf(s).evaluateColumnar(rows.size(), ids, features)) {
+      List<float[]> got = toRows(out);
+      for (int bad = 1; bad <= 3; bad++) assertNull(got.get(bad), "bad row " + bad);
+      checkRows(new SegmentGemmUdf(s), "named", s, rows, got, "onBadRow=null");
+    }
+  }
+
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void nanAndInfinityPropagateLikeTheCpuPath(DType dtype) {
+    List<Float> nan = new ArrayList<>(java.util.Collections.nCopies(D_IN, 0f));
+    List<Float> inf = new ArrayList<>(java.util.Collections.nCopies(D_IN, 0f));
+    nan.set(3, Float.NaN);
+    inf.set(5, Float.NEGATIVE_INFINITY);
+    List<UdfCases.Input> rows = List.of(new UdfCases.Input("a2", nan), new UdfCases.Input("a2", inf));
+    SegmentGemmUdf udf = new SegmentGemmUdf(settings("named", dtype));
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows);
+         ColumnVector out = udf.evaluateColumnar(2, ids, features)) {
+      List<float[]> gpu = toRows(out);
+      for (int r = 0; r < 2; r++) {
+        float[] cpu = udf.call("a2", scala.jdk.javaapi.CollectionConverters.asScala(rows.get(r).features()).toSeq());
+        for (int n = 0; n < D_OUT; n++) {
+          assertEquals(cpu[n], gpu.get(r)[n], dtype + " row " + r + " y[" + n + "]");
+        }
+      }
+      for (float v : gpu.get(0)) assertTrue(Float.isNaN(v));
+      for (float v : gpu.get(1)) assertTrue(Float.isInfinite(v) || Float.isNaN(v));
+    }
+  }
+
+  @Test
+  void unalignedSizesRunThePortableKernel() {
+    List<UdfCases.Input> rows = UdfCases.skewed(new Random(13), ids("odd"), 300, 13, 0.05);
+    checkBatch("odd", settings("odd", DType.FLOAT16), rows, "13 -> 7");
+  }
+
+  @Test
+  void smallDeviceCacheEvictsAndSplits() {
+    // Room for 5 of the 40 adapters: the batch runs in parts, each within the pinned slots.
+    SegmentGemmSettings s = settings("named", DType.BFLOAT16).withDeviceCacheBytes(5L * D_IN * D_OUT * 2);
+    List<UdfCases.Input> rows = UdfCases.skewed(new Random(14), ids("named"), 2000, D_IN, 0.02);
+    PhaseTimes times = new PhaseTimes();
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows);
+         ColumnVector out = new ColumnarSegmentGemm(s, times).evaluate(ids, features)) {
+      assertTrue(times.nativeCalls() >= 8, times.nativeCalls() + " calls for 40 adapters in 5 slots");
+      assertEquals(5, AdapterRegistry.deviceCache(s).slots());
+      checkRows(new SegmentGemmUdf(s), "named", s, rows, toRows(out), "5-slot cache");
+    }
+  }
+
+  @Test
+  void smallGpuBatchBytesSplitsTheBatch() {
+    SegmentGemmSettings s = settings("named", DType.FLOAT16).withGpuBatchBytes(100L * (D_IN + D_OUT) * 2);
+    List<UdfCases.Input> rows = UdfCases.skewed(new Random(15), ids("named"), 1000, D_IN, 0.02);
+    PhaseTimes times = new PhaseTimes();
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows);
+         ColumnVector out = new ColumnarSegmentGemm(s, times).evaluate(ids, features)) {
+      assertTrue(times.nativeCalls() >= 10, times.nativeCalls() + " calls of <= 100 rows");
+      checkRows(new SegmentGemmUdf(s), "named", s, rows, toRows(out), "100-row parts");
+    }
+  }
+
+  @Test
+  void forcedPortableBackend() {
+    SegmentGemmSettings s = settings("named", DType.BFLOAT16).withBackend(SegmentGemm.Backend.PORTABLE);
+    checkBatch("named", s, UdfCases.skewed(new Random(16), ids("named"), 500, D_IN, 0.05), "PORTABLE");
+  }
+
+  @Test
+  void cpuBackendUnderRapidsComputesOnTheHost() {
+    SegmentGemmSettings s = settings("named", DType.FLOAT16).withBackend(SegmentGemm.Backend.CPU);
+    checkBatch("named", s, UdfCases.skewed(new Random(17), ids("named"), 200, D_IN, 0.1), "CPU backend");
+  }
+
+  @ParameterizedTest
+  @EnumSource(value = DType.class, names = {"FLOAT16", "BFLOAT16"})
+  void halfFloatColumnsAreBitExactWithDType(DType dtype) {
+    List<Float> values = new ArrayList<>(List.of(0f, -0f, 1f, -1f, 0.1f, 65504f, 65519f, 65520f,
+        1e5f, -1e5f, 6.1e-5f, 6e-8f, 3e-8f, 2.98e-8f, 1e-9f, Float.POSITIVE_INFINITY,
+        Float.NEGATIVE_INFINITY, Float.NaN, 1 / 3f, 2049f, 2051f, 4097f, 3.0e38f, 1.00390625f,
+        1.01171875f, Float.MIN_VALUE, Float.MAX_VALUE, -Float.MAX_VALUE));
+    Random rnd = new Random(18);
+    for (int i = 0; i < 5000; i++) {
+      values.add((float) (rnd.nextGaussian() * Math.pow(10, rnd.nextInt(14) - 9)));
+    }
+    try (ColumnVector f = ColumnVector.fromBoxedFloats(values.toArray(new Float[0]));
+         ColumnVector bits = HalfFloatColumns.fromFloat(f, dtype);
+         ColumnVector back = HalfFloatColumns.toFloatBits(bits, dtype);
+         HostColumnVector hb = bits.copyToHost();
+         HostColumnVector hf = back.copyToHost()) {
+      for (int i = 0; i < values.size(); i++) {
+        float v = values.get(i);
+        short got = hb.getShort(i);
+        float roundTrip = Float.intBitsToFloat(hf.getInt(i));
+        if (Float.isNaN(v)) {
+          assertTrue(Float.isNaN(dtype.fromBits(new short[] {got})[0]), "NaN stays NaN");
+          assertTrue(Float.isNaN(roundTrip));
+          continue;
+        }
+        assertEquals(dtype.toBits(new float[] {v})[0], got, dtype + " bits of " + v);
+        assertEquals(dtype.round(v), roundTrip, dtype + " value of " + v);
+      }
+    }
+  }
+}
