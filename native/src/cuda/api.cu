@@ -329,11 +329,17 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
 
   if (plan.family == SGEMM_BACKEND_PORTABLE) return run_portable(h, a, seg, stream);
 
+  // A persistent grid no larger than the work: every CTA of a ptr-array kernel sets up its own
+  // TMA descriptors before it looks for a tile, which dominates a call of a few tiles.
+  int64_t tile_rows = 0, tile_cols = 0;
+  tile_extent(plan.family, plan.tile, &tile_rows, &tile_cols);
+  const int64_t max_tiles =
+      (a.x_rows / tile_rows + plan.problems) * ((a.d_out + tile_cols - 1) / tile_cols);
+  const int ctas = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(h->multiprocessor_count, max_tiles)));
   char* fws = static_cast<char*>(h->float_ws);
   GroupedCall call{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, seg.indptr,
                    a.weight_indices, seg.record, fws + plan.layout.args, plan.layout.args_bytes,
-                   fws + plan.layout.cutlass, kCutlassWorkspaceBytes, h->device,
-                   h->multiprocessor_count, stream};
+                   fws + plan.layout.cutlass, kCutlassWorkspaceBytes, h->device, ctas, stream};
   CoalesceBuffers buffers{};
   const size_t elt = element_bytes(a.dtype);
   if (plan.coalesce) {

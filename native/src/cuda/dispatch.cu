@@ -4,6 +4,7 @@
 #include <cutlass/numeric_types.h>
 
 #include "grouped.hpp"
+#include "plan.hpp"
 
 namespace sgemm {
 namespace {
@@ -50,6 +51,19 @@ const char* tile_class_name(sgemm_backend backend, TileClass tile) {
     case TileClass::kNarrow: return "64x32x64 ping-pong";
   }
   return "?";
+}
+
+void tile_extent(sgemm_backend backend, TileClass tile, int64_t* rows, int64_t* cols) {
+  if (backend == SGEMM_BACKEND_SM80) {
+    *rows = 128;
+    *cols = 128;
+    return;
+  }
+  switch (tile) {
+    case TileClass::kLarge: *rows = 128; *cols = 256; return;
+    case TileClass::kShortM: *rows = 64; *cols = 128; return;
+    case TileClass::kNarrow: *rows = 64; *cols = 32; return;
+  }
 }
 
 }  // namespace sgemm

@@ -50,4 +50,7 @@ std::string describe_plan(const Plan& plan, const sgemm_run_args& args);
 
 const char* dtype_name(sgemm_dtype dtype);
 
+// Rows and columns of the output tile of a kernel family's tile class (dispatch.cu).
+void tile_extent(sgemm_backend backend, TileClass tile, int64_t* rows, int64_t* cols);
+
 }  // namespace sgemm

@@ -28,7 +28,7 @@ class NativeLibTest {
     SegmentGemmException e = assertThrows(SegmentGemmException.class,
         () -> SegmentGemmNative.workspaceSize(DType.BFLOAT16, 0, 8, 8, 1, -1, false));
     assertEquals(Status.INVALID_ARGUMENT, e.status());
-    assertTrue(e.getMessage().contains("batch_size -1"), e.getMessage());
+    assertTrue(e.getMessage().contains("batch_size=-1"), e.getMessage());
   }
 
   @Test

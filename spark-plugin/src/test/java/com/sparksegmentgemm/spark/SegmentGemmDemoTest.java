@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.sparksegmentgemm.SharedSpark;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.Gpu;
 import java.nio.file.Path;
