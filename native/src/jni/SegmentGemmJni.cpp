@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "segment_gemm.h"
+#include "segment_gemm_rows.h"
 
 namespace {
 
@@ -167,6 +168,24 @@ JNIEXPORT void JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_check0(JNIEnv* env, jclass, jlong handle,
                                                            jlong stream) {
   ok(env, sgemm_check(ptr<sgemm_handle>(handle), ptr<void>(stream)));
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_gatherFloatRows0(
+    JNIEnv* env, jclass, jlong values, jlong offsets, jlong rows, jlong n, jlong d, jint dtype,
+    jlong dst, jlong stream) {
+  ok(env, sgemm_gather_float_rows(ptr<const float>(values), ptr<const int32_t>(offsets),
+                                  ptr<const int32_t>(rows), n, d, static_cast<sgemm_dtype>(dtype),
+                                  ptr<void>(dst), ptr<void>(stream)));
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_widenToFloat0(JNIEnv* env, jclass,
+                                                                  jlong src, jint dtype,
+                                                                  jlong count, jlong dst,
+                                                                  jlong stream) {
+  ok(env, sgemm_widen_to_float(ptr<const void>(src), static_cast<sgemm_dtype>(dtype), count,
+                               ptr<float>(dst), ptr<void>(stream)));
 }
 
 }  // extern "C"

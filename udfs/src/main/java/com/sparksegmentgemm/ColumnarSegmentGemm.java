@@ -30,17 +30,17 @@ import org.slf4j.LoggerFactory;
  *       inputs, unknown adapters, wrong lengths, null values), and a sort by adapter index gives
  *       the row order; only the per-adapter row counts come to the host, once per batch;</li>
  *   <li>gather: features' rows are gathered in that order into one contiguous
- *       {@code (rows, d_in)} x in the compute dtype;</li>
+ *       {@code (rows, d_in)} x in the compute dtype (one native pass,
+ *       {@code sgemm_gather_float_rows}, rounding as {@link DType} does);</li>
  *   <li>kernel: one native call over every segment (more only when the batch exceeds
  *       {@code gpuBatchBytes}, the workspace cap, the device cache's slots, or GPU memory);</li>
- *   <li>scatter: y is converted to float and put back in the original row order (a gather by
- *       the inverse permutation); rows that were null or bad come out null.</li>
+ *   <li>scatter: y is widened to float (one native pass, {@code sgemm_widen_to_float}) and put
+ *       back in the original row order (a cuDF gather by the inverse permutation); rows that were
+ *       null or bad come out null.</li>
  * </ol>
  */
 public final class ColumnarSegmentGemm {
   private static final Logger LOG = LoggerFactory.getLogger(ColumnarSegmentGemm.class);
-  /** Elements converted per cuDF pass between float32 and 16-bit floats: bounds the temporaries. */
-  private static final long CONVERT_ELEMENTS = 1L << 25;
 
   private final SegmentGemmSettings settings;
   private final DeviceAdapterCache cache;
@@ -286,45 +286,29 @@ public final class ColumnarSegmentGemm {
     }
   }
 
-  /** x[0 .. end - row) = features[order[row .. end)] in the compute dtype. */
+  /**
+   * x[0 .. end - row) = features[order[row .. end)] in the compute dtype: one native pass that
+   * reads the list column's child values through its offsets and rounds as DType does.
+   */
   private void gather(Table source, ColumnVector order, long row, long end,
       DeviceMemoryBuffer x) {
-    long step = Math.max(1, CONVERT_ELEMENTS / Math.max(1, dIn));
-    for (long r = row; r < end; r += step) {
-      long to = Math.min(end, r + step);
-      try (ColumnVector map = order.subVector((int) r, (int) to);
-           Table gathered = source.gather(map);
-           ColumnView values = gathered.getColumn(0).getChildColumnView(0)) {
-        long dst = (r - row) * dIn * dtype.bytes();
-        if (dtype == DType.FLOAT32) {
-          copy(values, x, dst);
-        } else {
-          try (ColumnVector bits = HalfFloatColumns.fromFloat(values, dtype)) {
-            copy(bits, x, dst);
-          }
-        }
-      }
+    if (end <= row || dIn == 0) return;
+    ColumnVector lists = source.getColumn(0);
+    try (ColumnView offsets = lists.getListOffsetsView();
+         ColumnView values = lists.getChildColumnView(0);
+         BaseDeviceMemoryBuffer offsetData = offsets.getData();
+         BaseDeviceMemoryBuffer valueData = values.getData();
+         BaseDeviceMemoryBuffer orderData = order.getData()) {
+      SegmentGemmNative.gatherFloatRows(valueData.getAddress(), offsetData.getAddress(),
+          orderData.getAddress() + row * Integer.BYTES, end - row, dIn, dtype, x.getAddress(),
+          stream.getStream());
     }
   }
 
-  /** out[at ..] = the float32 values of count dtype values in y. */
+  /** out[at ..] = the float32 values of count dtype values in y (one native pass). */
   private void toFloat(DeviceMemoryBuffer y, long count, DeviceMemoryBuffer out, long at) {
-    for (long i = 0; i < count; i += CONVERT_ELEMENTS) {
-      long m = Math.min(CONVERT_ELEMENTS, count - i);
-      try (ColumnVector bits = new ColumnVector(ai.rapids.cudf.DType.UINT16, m, Optional.of(0L),
-               y.slice(i * 2, m * 2), null, null);
-           ColumnVector f32 = HalfFloatColumns.toFloatBits(bits, dtype)) {
-        copy(f32, out, at + i * 4);
-      }
-    }
-  }
-
-  private void copy(ColumnView column, DeviceMemoryBuffer dst, long dstOffset) {
-    try (BaseDeviceMemoryBuffer data = column.getData()) {
-      if (data == null) return;  // an empty column
-      long bytes = column.getRowCount() * column.getType().getSizeInBytes();
-      dst.copyFromDeviceBufferAsync(dstOffset, data, 0, bytes, stream);
-    }
+    SegmentGemmNative.widenToFloat(y.getAddress(), dtype, count, out.getAddress() + at,
+        stream.getStream());
   }
 
   /** The sorted (n, d_out) results as a LIST column, back in the original order of rows. */

@@ -6,9 +6,12 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import ai.rapids.cudf.BaseDeviceMemoryBuffer;
 import ai.rapids.cudf.ColumnVector;
 import ai.rapids.cudf.ColumnView;
+import ai.rapids.cudf.DeviceMemoryBuffer;
 import ai.rapids.cudf.HostColumnVector;
+import ai.rapids.cudf.HostMemoryBuffer;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.Gpu;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
@@ -353,7 +356,7 @@ class SegmentGemmUdfGpuTest {
 
   @ParameterizedTest
   @EnumSource(value = DType.class, names = {"FLOAT16", "BFLOAT16"})
-  void halfFloatColumnsAreBitExactWithDType(DType dtype) {
+  void nativeRowConversionsAreBitExactWithDType(DType dtype) {
     List<Float> values = new ArrayList<>(List.of(0f, -0f, 1f, -1f, 0.1f, 65504f, 65519f, 65520f,
         1e5f, -1e5f, 6.1e-5f, 6e-8f, 3e-8f, 2.98e-8f, 1e-9f, Float.POSITIVE_INFINITY,
         Float.NEGATIVE_INFINITY, Float.NaN, 1 / 3f, 2049f, 2051f, 4097f, 3.0e38f, 1.00390625f,
@@ -362,21 +365,39 @@ class SegmentGemmUdfGpuTest {
     for (int i = 0; i < 5000; i++) {
       values.add((float) (rnd.nextGaussian() * Math.pow(10, rnd.nextInt(14) - 9)));
     }
-    try (ColumnVector f = ColumnVector.fromBoxedFloats(values.toArray(new Float[0]));
-         ColumnVector bits = HalfFloatColumns.fromFloat(f, dtype);
-         ColumnVector back = HalfFloatColumns.toFloatBits(bits, dtype);
-         HostColumnVector hb = bits.copyToHost();
-         HostColumnVector hf = back.copyToHost()) {
-      for (int i = 0; i < values.size(); i++) {
-        float v = values.get(i);
-        short got = hb.getShort(i);
-        float roundTrip = Float.intBitsToFloat(hf.getInt(i));
+    int n = values.size();
+    // One list row per value, gathered in reverse order: exercises the offsets and the row map.
+    List<List<Float>> rows = new ArrayList<>();
+    for (Float v : values) rows.add(List.of(v));
+    Integer[] reverse = new Integer[n];
+    for (int i = 0; i < n; i++) reverse[i] = n - 1 - i;
+    try (ColumnVector lists = ColumnVector.fromLists(new HostColumnVector.ListType(true,
+             new HostColumnVector.BasicType(true, ai.rapids.cudf.DType.FLOAT32)),
+             rows.toArray(new List[0]));
+         ColumnVector order = ColumnVector.fromBoxedInts(reverse);
+         ColumnView offsets = lists.getListOffsetsView();
+         ColumnView child = lists.getChildColumnView(0);
+         BaseDeviceMemoryBuffer offsetData = offsets.getData();
+         BaseDeviceMemoryBuffer valueData = child.getData();
+         BaseDeviceMemoryBuffer orderData = order.getData();
+         DeviceMemoryBuffer bits = DeviceMemoryBuffer.allocate(2L * n);
+         DeviceMemoryBuffer back = DeviceMemoryBuffer.allocate(4L * n);
+         HostMemoryBuffer hb = HostMemoryBuffer.allocate(2L * n);
+         HostMemoryBuffer hf = HostMemoryBuffer.allocate(4L * n)) {
+      SegmentGemmNative.gatherFloatRows(valueData.getAddress(), offsetData.getAddress(),
+          orderData.getAddress(), n, 1, dtype, bits.getAddress(), 0);
+      SegmentGemmNative.widenToFloat(bits.getAddress(), dtype, n, back.getAddress(), 0);
+      hb.copyFromDeviceBuffer(bits);
+      hf.copyFromDeviceBuffer(back);
+      for (int r = 0; r < n; r++) {
+        float v = values.get(n - 1 - r);
+        short got = hb.getShort(2L * r);
+        float roundTrip = hf.getFloat(4L * r);
+        assertEquals(dtype.toBits(new float[] {v})[0], got, dtype + " bits of " + v);
         if (Float.isNaN(v)) {
-          assertTrue(Float.isNaN(dtype.fromBits(new short[] {got})[0]), "NaN stays NaN");
-          assertTrue(Float.isNaN(roundTrip));
+          assertTrue(Float.isNaN(roundTrip), "NaN stays NaN");
           continue;
         }
-        assertEquals(dtype.toBits(new float[] {v})[0], got, dtype + " bits of " + v);
         assertEquals(dtype.round(v), roundTrip, dtype + " value of " + v);
       }
     }

@@ -81,6 +81,24 @@ public final class SegmentGemmNative {
         weightColumnMajor, y, batchSize, segLens, segIndptr, weightIndices);
   }
 
+  /**
+   * Enqueues dst[r, :] = dtype(values[offsets[rows[r]] ..][0, d)) for r < n: rows of a cuDF
+   * LIST&lt;FLOAT32&gt; column (child values, INT32 offsets) in the order of an INT32 row map,
+   * into a dense (n, d) matrix of dtype, rounding as {@link DType#round} does
+   * (sgemm_gather_float_rows in segment_gemm_rows.h).
+   */
+  public static void gatherFloatRows(long values, long offsets, long rows, long n, long d,
+      DType dtype, long dst, long stream) {
+    NativeLib.ensureLoaded();
+    gatherFloatRows0(values, offsets, rows, n, d, dtype.code(), dst, stream);
+  }
+
+  /** Enqueues dst[i] = float(src[i]) for count float16/bfloat16 values (sgemm_widen_to_float). */
+  public static void widenToFloat(long src, DType dtype, long count, long dst, long stream) {
+    NativeLib.ensureLoaded();
+    widenToFloat0(src, dtype.code(), count, dst, stream);
+  }
+
   /** Waits for stream; throws the first error the device found in segment data since the last check. */
   public static void check(long handle, long stream) {
     NativeLib.ensureLoaded();
@@ -111,6 +129,11 @@ public final class SegmentGemmNative {
   private static native String describePlan0(long handle, int dtype, long x, long xRows,
       long dIn, long dOut, long weights, long numWeights, boolean weightColumnMajor, long y,
       long batchSize, long segLens, long segIndptr, long weightIndices);
+
+  private static native void gatherFloatRows0(long values, long offsets, long rows, long n,
+      long d, int dtype, long dst, long stream);
+
+  private static native void widenToFloat0(long src, int dtype, long count, long dst, long stream);
 
   private static native void check0(long handle, long stream);
 }
