@@ -25,9 +25,14 @@ SGEMM_EXPORT sgemm_status sgemm_gather_float_rows(const float* values, const int
                                                   const int32_t* rows, int64_t n, int64_t d,
                                                   sgemm_dtype dtype, void* dst, void* stream);
 
-/* dst[i] = float(src[i]) for i < count; src holds float16 or bfloat16 values. */
-SGEMM_EXPORT sgemm_status sgemm_widen_to_float(const void* src, sgemm_dtype dtype, int64_t count,
-                                               float* dst, void* stream);
+/*
+ * dst[dest_rows[r] * d + j] = float(src[r * d + j]) for r < n, j < d: row r of the (n, d)
+ * row-major matrix src of dtype (the GEMM's output in sorted order) becomes row dest_rows[r] of
+ * the float32 child values of the result list column (widened exactly; float32 is a copy).
+ */
+SGEMM_EXPORT sgemm_status sgemm_scatter_rows_to_float(const void* src, sgemm_dtype dtype,
+                                                      const int32_t* dest_rows, int64_t n,
+                                                      int64_t d, float* dst, void* stream);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
-// Row gather with narrowing and widening to float32 (include/segment_gemm_rows.h): the data
-// movement around the segment GEMM of a columnar batch, one pass each. The integer conversions
+// Row gather with narrowing, and row scatter with widening to float32
+// (include/segment_gemm_rows.h): the data movement around the segment GEMM of a columnar batch,
+// one pass each. The integer conversions
 // repeat com.sparksegmentgemm.nativelib.DType bit for bit (NaN payloads included), so the GPU
 // and CPU paths of the UDF round identically.
 #include <cuda_runtime.h>
@@ -81,10 +82,19 @@ __global__ void gather_rows(const float* values, const int32_t* offsets, const i
 }
 
 template <sgemm_dtype kDtype>
-__global__ void widen(const uint16_t* src, int64_t count, float* dst) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
-    dst[i] = kDtype == SGEMM_FLOAT16 ? from_half(src[i]) : from_bf16(src[i]);
+__global__ void scatter_rows(const void* src, const int32_t* dest_rows, int64_t n, int64_t d,
+                             float* dst) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (r >= n) return;
+  float* out = dst + static_cast<int64_t>(dest_rows[r]) * d;
+  for (int64_t j = threadIdx.x % 32; j < d; j += 32) {
+    if constexpr (kDtype == SGEMM_FLOAT32) {
+      out[j] = static_cast<const float*>(src)[r * d + j];
+    } else if constexpr (kDtype == SGEMM_FLOAT16) {
+      out[j] = from_half(static_cast<const uint16_t*>(src)[r * d + j]);
+    } else {
+      out[j] = from_bf16(static_cast<const uint16_t*>(src)[r * d + j]);
+    }
   }
 }
 
@@ -120,20 +130,24 @@ sgemm_status sgemm_gather_float_rows(const float* values, const int32_t* offsets
   return SGEMM_OK;
 }
 
-sgemm_status sgemm_widen_to_float(const void* src, sgemm_dtype dtype, int64_t count, float* dst,
-                                  void* stream_ptr) {
+sgemm_status sgemm_scatter_rows_to_float(const void* src, sgemm_dtype dtype,
+                                         const int32_t* dest_rows, int64_t n, int64_t d,
+                                         float* dst, void* stream_ptr) {
   clear_error();
-  if (count < 0) return fail(SGEMM_INVALID_ARGUMENT, "negative count " + str(count));
-  if (count == 0) return SGEMM_OK;
-  if (src == nullptr || dst == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "src or dst is null");
+  if (n < 0 || d < 0) {
+    return fail(SGEMM_INVALID_ARGUMENT, "negative size: n=" + str(n) + " d=" + str(d));
+  }
+  if (n == 0 || d == 0) return SGEMM_OK;
+  if (src == nullptr || dest_rows == nullptr || dst == nullptr) {
+    return fail(SGEMM_INVALID_ARGUMENT, "src, dest_rows or dst is null");
+  }
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-  const int64_t want = (count + kThreads - 1) / kThreads;
-  const auto blocks = static_cast<unsigned>(want < 65536 ? want : 65536);
-  const auto* s = static_cast<const uint16_t*>(src);
+  const auto blocks = static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock);
   switch (dtype) {
-    case SGEMM_FLOAT16: widen<SGEMM_FLOAT16><<<blocks, kThreads, 0, stream>>>(s, count, dst); break;
-    case SGEMM_BFLOAT16: widen<SGEMM_BFLOAT16><<<blocks, kThreads, 0, stream>>>(s, count, dst); break;
-    default: return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(dtype) + " is not float16 or bfloat16");
+    case SGEMM_FLOAT32: scatter_rows<SGEMM_FLOAT32><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
+    case SGEMM_FLOAT16: scatter_rows<SGEMM_FLOAT16><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
+    case SGEMM_BFLOAT16: scatter_rows<SGEMM_BFLOAT16><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
+    default: return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(dtype) + " is not float32, float16 or bfloat16");
   }
   SGEMM_CUDA_TRY(cudaGetLastError());
   return SGEMM_OK;

@@ -180,12 +180,12 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_gatherFloatRows0(
 }
 
 JNIEXPORT void JNICALL
-Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_widenToFloat0(JNIEnv* env, jclass,
-                                                                  jlong src, jint dtype,
-                                                                  jlong count, jlong dst,
-                                                                  jlong stream) {
-  ok(env, sgemm_widen_to_float(ptr<const void>(src), static_cast<sgemm_dtype>(dtype), count,
-                               ptr<float>(dst), ptr<void>(stream)));
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_scatterRowsToFloat0(
+    JNIEnv* env, jclass, jlong src, jint dtype, jlong dest_rows, jlong n, jlong d, jlong dst,
+    jlong stream) {
+  ok(env, sgemm_scatter_rows_to_float(ptr<const void>(src), static_cast<sgemm_dtype>(dtype),
+                                      ptr<const int32_t>(dest_rows), n, d, ptr<float>(dst),
+                                      ptr<void>(stream)));
 }
 
 }  // extern "C"

@@ -8,10 +8,13 @@ import ai.rapids.cudf.Cuda;
 import ai.rapids.cudf.DeviceMemoryBuffer;
 import ai.rapids.cudf.GroupByAggregation;
 import ai.rapids.cudf.HostColumnVector;
+import ai.rapids.cudf.NullPolicy;
 import ai.rapids.cudf.OrderByArg;
 import ai.rapids.cudf.OutOfBoundsPolicy;
 import ai.rapids.cudf.RmmException;
 import ai.rapids.cudf.Scalar;
+import ai.rapids.cudf.ScanAggregation;
+import ai.rapids.cudf.ScanType;
 import ai.rapids.cudf.Table;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
@@ -34,9 +37,10 @@ import org.slf4j.LoggerFactory;
  *       {@code sgemm_gather_float_rows}, rounding as {@link DType} does);</li>
  *   <li>kernel: one native call over every segment (more only when the batch exceeds
  *       {@code gpuBatchBytes}, the workspace cap, the device cache's slots, or GPU memory);</li>
- *   <li>scatter: y is widened to float (one native pass, {@code sgemm_widen_to_float}) and put
- *       back in the original row order (a cuDF gather by the inverse permutation); rows that were
- *       null or bad come out null.</li>
+ *   <li>scatter: y is widened to float and each row written straight to its place in the
+ *       result's child values, in the original row order (one native pass,
+ *       {@code sgemm_scatter_rows_to_float}); rows that were null or bad come out null and
+ *       empty.</li>
  * </ol>
  */
 public final class ColumnarSegmentGemm {
@@ -84,16 +88,51 @@ public final class ColumnarSegmentGemm {
             + " (spark.rapids.sql.batchSizeBytes)");
       }
       long[][] segments = segments(key);
-      t = lap(t, 0);
-      DeviceMemoryBuffer out = DeviceMemoryBuffer.allocate((long) n * dOut * 4);
-      try (ColumnVector child = new ColumnVector(ai.rapids.cudf.DType.FLOAT32, (long) n * dOut,
-          Optional.of(0L), out, null, null)) {
-        compute(source, order, n, segments, out);
-        t = System.nanoTime();
-        ColumnVector result = toOriginalOrder(child, order, n, rows);
-        lap(t, 3);
-        return result;
+      try (ColumnVector rank = validRank(key);
+           ColumnVector dest = destinations(rank, order, n)) {
+        t = lap(t, 0);
+        DeviceMemoryBuffer out = DeviceMemoryBuffer.allocate((long) n * dOut * 4);
+        try (ColumnVector child = new ColumnVector(ai.rapids.cudf.DType.FLOAT32, (long) n * dOut,
+            Optional.of(0L), out, null, null)) {
+          compute(source, order, dest, n, segments, out);
+          t = System.nanoTime();
+          ColumnVector result = asLists(child, rank, key, n);
+          lap(t, 3);
+          return result;
+        }
       }
+    }
+  }
+
+  /** For each row, how many computed (non-null key) rows come before it: its place in the output. */
+  private static ColumnVector validRank(ColumnVector key) {
+    try (ColumnVector valid = key.isNotNull();
+         ColumnVector ones = valid.castTo(ai.rapids.cudf.DType.INT32)) {
+      return ones.scan(ScanAggregation.sum(), ScanType.EXCLUSIVE, NullPolicy.INCLUDE);
+    }
+  }
+
+  /** Output row of each of the first n sorted rows (the computed ones): rank[order[r]]. */
+  private static ColumnVector destinations(ColumnVector rank, ColumnVector order, int n) {
+    try (ColumnVector head = order.subVector(0, n);
+         Table ranks = new Table(rank);
+         Table gathered = ranks.gather(head)) {
+      return gathered.getColumn(0).incRefCount();
+    }
+  }
+
+  /**
+   * The result LIST column in the original row order: the computed rows' values lie in child in
+   * that order already (scattered there by the native widening pass), so offsets are rank * d_out,
+   * and rows whose key is null are null (and empty).
+   */
+  private ColumnVector asLists(ColumnVector child, ColumnVector rank, ColumnVector key, int n) {
+    try (Scalar width = Scalar.fromInt(dOut);
+         ColumnVector starts = rank.mul(width, ai.rapids.cudf.DType.INT32);
+         ColumnVector end = ColumnVector.fromInts(n * dOut);
+         ColumnVector offsets = ColumnVector.concatenate(starts, end);
+         ColumnVector lists = child.makeListFromOffsets(key.getRowCount(), offsets)) {
+      return lists.mergeAndSetValidity(BinaryOp.BITWISE_AND, key);
     }
   }
 
@@ -210,8 +249,8 @@ public final class ColumnarSegmentGemm {
   }
 
   /** Fills out ((n, d_out) float32, sorted row order) with one native call per part. */
-  private void compute(Table features, ColumnVector order, int n, long[][] segments,
-      DeviceMemoryBuffer out) {
+  private void compute(Table features, ColumnVector order, ColumnVector dest, int n,
+      long[][] segments, DeviceMemoryBuffer out) {
     int[] adapter = Arrays.stream(segments[0]).mapToInt(a -> (int) a).toArray();
     long[] start = segments[1];
     long rowBytes = (long) (dIn + dOut) * dtype.bytes();
@@ -227,7 +266,7 @@ public final class ColumnarSegmentGemm {
           int k = fitWorkspace(lease.count(), want - row);
           long end = Math.min(want, start[seg + k]);
           try {
-            runPart(gemm, features, order, row, end, seg, k, start, lease, out);
+            runPart(gemm, features, order, dest, row, end, seg, k, start, lease, out);
           } catch (RuntimeException | OutOfMemoryError e) {
             if (!isOutOfMemory(e) || end - row == 1) throw e;
             maxRows = Math.max(1, (end - row) / 2);
@@ -252,8 +291,8 @@ public final class ColumnarSegmentGemm {
   }
 
   /** One native call over sorted rows [row, end), segments seg .. seg + k - 1 (clipped). */
-  private void runPart(SegmentGemm gemm, Table features, ColumnVector order, long row,
-      long end, int seg, int k, long[] start, DeviceAdapterCache.Lease lease,
+  private void runPart(SegmentGemm gemm, Table features, ColumnVector order, ColumnVector dest,
+      long row, long end, int seg, int k, long[] start, DeviceAdapterCache.Lease lease,
       DeviceMemoryBuffer out) {
     long t = System.nanoTime();
     long rows = end - row;
@@ -267,21 +306,17 @@ public final class ColumnarSegmentGemm {
     }
     int e = dtype.bytes();
     try (DeviceMemoryBuffer x = DeviceMemoryBuffer.allocate(rows * dIn * e);
-         DeviceMemoryBuffer yOwn = dtype == DType.FLOAT32 ? null
-             : DeviceMemoryBuffer.allocate(rows * dOut * e);
-         DeviceMemoryBuffer yOut = dtype == DType.FLOAT32 ? out.slice(row * dOut * 4, rows * dOut * 4)
-             : null;
+         DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(rows * dOut * e);
          DeviceTensor segIndptr = DeviceTensor.fromLongs(Arrays.copyOf(indptr, batch + 1));
          DeviceTensor weightIndices = DeviceTensor.fromLongs(Arrays.copyOf(slots, batch))) {
       gather(features, order, row, end, x);
       t = lap(t, 1);
-      DeviceMemoryBuffer y = yOwn != null ? yOwn : yOut;
       gemm.run(dtype, x, rows, dIn, dOut, cache.weights(), cache.slots(),
           settings.weightColumnMajor(), y, batch, null, segIndptr.buffer(),
           weightIndices.buffer(), stream);
       if (times != null) times.nativeCalls++;
       t = lap(t, 2);
-      if (yOwn != null) toFloat(yOwn, rows * dOut, out, row * dOut * 4);
+      scatter(y, dest, row, end, out);
       lap(t, 3);
     }
   }
@@ -305,27 +340,13 @@ public final class ColumnarSegmentGemm {
     }
   }
 
-  /** out[at ..] = the float32 values of count dtype values in y (one native pass). */
-  private void toFloat(DeviceMemoryBuffer y, long count, DeviceMemoryBuffer out, long at) {
-    SegmentGemmNative.widenToFloat(y.getAddress(), dtype, count, out.getAddress() + at,
-        stream.getStream());
-  }
-
-  /** The sorted (n, d_out) results as a LIST column, back in the original order of rows. */
-  private static ColumnVector toOriginalOrder(ColumnVector child, ColumnVector order, int n,
-      int rows) {
-    try (Scalar zero = Scalar.fromInt(0);
-         Scalar width = Scalar.fromInt(Math.toIntExact(child.getRowCount() / n));
-         ColumnVector offsets = ColumnVector.sequence(zero, width, n + 1);
-         ColumnVector sortedLists = child.makeListFromOffsets(n, offsets);
-         ColumnVector position = ColumnVector.sequence(zero, rows);
-         Table positions = new Table(position);
-         Table inverse = positions.scatter(order, positions);
-         Table sorted = new Table(sortedLists);
-         // Rows that were not computed sort after the first n: their inverse is >= n, so NULLIFY
-         // makes them null.
-         Table result = sorted.gather(inverse.getColumn(0), OutOfBoundsPolicy.NULLIFY)) {
-      return result.getColumn(0).incRefCount();
+  /** out rows dest[row .. end) = float32 of y's rows (one native pass). */
+  private void scatter(DeviceMemoryBuffer y, ColumnVector dest, long row, long end,
+      DeviceMemoryBuffer out) {
+    try (BaseDeviceMemoryBuffer destData = dest.getData()) {
+      SegmentGemmNative.scatterRowsToFloat(y.getAddress(), dtype,
+          destData.getAddress() + row * Integer.BYTES, end - row, dOut, out.getAddress(),
+          stream.getStream());
     }
   }
 

@@ -386,13 +386,15 @@ class SegmentGemmUdfGpuTest {
          HostMemoryBuffer hf = HostMemoryBuffer.allocate(4L * n)) {
       SegmentGemmNative.gatherFloatRows(valueData.getAddress(), offsetData.getAddress(),
           orderData.getAddress(), n, 1, dtype, bits.getAddress(), 0);
-      SegmentGemmNative.widenToFloat(bits.getAddress(), dtype, n, back.getAddress(), 0);
+      // Scattering row r back to row n - 1 - r undoes the reversal.
+      SegmentGemmNative.scatterRowsToFloat(bits.getAddress(), dtype, orderData.getAddress(), n, 1,
+          back.getAddress(), 0);
       hb.copyFromDeviceBuffer(bits);
       hf.copyFromDeviceBuffer(back);
       for (int r = 0; r < n; r++) {
         float v = values.get(n - 1 - r);
         short got = hb.getShort(2L * r);
-        float roundTrip = hf.getFloat(4L * r);
+        float roundTrip = hf.getFloat(4L * (n - 1 - r));
         assertEquals(dtype.toBits(new float[] {v})[0], got, dtype + " bits of " + v);
         if (Float.isNaN(v)) {
           assertTrue(Float.isNaN(roundTrip), "NaN stays NaN");

@@ -93,10 +93,15 @@ public final class SegmentGemmNative {
     gatherFloatRows0(values, offsets, rows, n, d, dtype.code(), dst, stream);
   }
 
-  /** Enqueues dst[i] = float(src[i]) for count float16/bfloat16 values (sgemm_widen_to_float). */
-  public static void widenToFloat(long src, DType dtype, long count, long dst, long stream) {
+  /**
+   * Enqueues dst[destRows[r] * d + j] = float(src[r * d + j]) for r &lt; n: rows of an (n, d)
+   * matrix of dtype (INT32 destination rows) into float32 values, widened exactly
+   * (sgemm_scatter_rows_to_float in segment_gemm_rows.h).
+   */
+  public static void scatterRowsToFloat(long src, DType dtype, long destRows, long n, long d,
+      long dst, long stream) {
     NativeLib.ensureLoaded();
-    widenToFloat0(src, dtype.code(), count, dst, stream);
+    scatterRowsToFloat0(src, dtype.code(), destRows, n, d, dst, stream);
   }
 
   /** Waits for stream; throws the first error the device found in segment data since the last check. */
@@ -133,7 +138,8 @@ public final class SegmentGemmNative {
   private static native void gatherFloatRows0(long values, long offsets, long rows, long n,
       long d, int dtype, long dst, long stream);
 
-  private static native void widenToFloat0(long src, int dtype, long count, long dst, long stream);
+  private static native void scatterRowsToFloat0(long src, int dtype, long destRows, long n,
+      long d, long dst, long stream);
 
   private static native void check0(long handle, long stream);
 }

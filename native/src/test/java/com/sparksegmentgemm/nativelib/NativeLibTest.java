@@ -48,7 +48,7 @@ class NativeLibTest {
     // The row helpers check their pointers before touching a device.
     for (Runnable call : new Runnable[] {
         () -> SegmentGemmNative.gatherFloatRows(0, 0, 0, 1, 1, DType.BFLOAT16, 0, 0),
-        () -> SegmentGemmNative.widenToFloat(0, DType.BFLOAT16, 1, 0, 0)}) {
+        () -> SegmentGemmNative.scatterRowsToFloat(0, DType.BFLOAT16, 0, 1, 1, 0, 0)}) {
       SegmentGemmException e = assertThrows(SegmentGemmException.class, call::run);
       assertEquals(Status.INVALID_ARGUMENT, e.status());
       assertTrue(e.getMessage().contains("is null"), e.getMessage());
