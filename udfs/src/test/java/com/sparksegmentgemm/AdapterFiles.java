@@ -77,4 +77,17 @@ final class AdapterFiles {
     }
     return out;
   }
+
+  /** Adapters named "0" .. "count - 1" (.npy), the ids INT and LONG adapter ids match. */
+  static Map<String, float[]> writeNumeric(Path dir, Random rnd, int count, int rows, int cols)
+      throws IOException {
+    Files.createDirectories(dir);
+    Map<String, float[]> out = new TreeMap<>();
+    for (int a = 0; a < count; a++) {
+      float[] w = Reference.gaussian(rnd, rows * cols);
+      Files.write(dir.resolve(a + ".npy"), npy(w, rows, cols));
+      out.put(Integer.toString(a), w);
+    }
+    return out;
+  }
 }

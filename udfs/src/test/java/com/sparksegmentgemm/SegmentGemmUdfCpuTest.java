@@ -50,14 +50,7 @@ class SegmentGemmUdfCpuTest {
   @BeforeAll
   static void setUp() throws IOException {
     weights = AdapterFiles.writeRandom(dir.resolve("named"), new Random(3), ADAPTERS, D_IN, D_OUT);
-    // Numeric ids "0" .. "9" for INT and LONG adapter ids.
-    Random rnd = new Random(4);
-    Files.createDirectories(dir.resolve("numeric"));
-    for (int a = 0; a < 10; a++) {
-      float[] w = Reference.gaussian(rnd, D_IN * D_OUT);
-      Files.write(dir.resolve("numeric").resolve(a + ".npy"), AdapterFiles.npy(w, D_IN, D_OUT));
-      weights.put(Integer.toString(a), w);
-    }
+    weights.putAll(AdapterFiles.writeNumeric(dir.resolve("numeric"), new Random(4), 10, D_IN, D_OUT));
     spark = SharedSpark.get();
   }
 

@@ -54,15 +54,7 @@ class SegmentGemmUdfGpuTest {
     WEIGHTS.put("named", AdapterFiles.writeRandom(dir.resolve("named"), new Random(1), 40, D_IN, D_OUT));
     WEIGHTS.put("many", AdapterFiles.writeRandom(dir.resolve("many"), new Random(2), 1000, D_IN, D_OUT));
     WEIGHTS.put("odd", AdapterFiles.writeRandom(dir.resolve("odd"), new Random(3), 5, 13, 7));
-    Map<String, float[]> numeric = new HashMap<>();
-    Random rnd = new Random(4);
-    Files.createDirectories(dir.resolve("numeric"));
-    for (int a = 0; a < 10; a++) {
-      float[] w = Reference.gaussian(rnd, D_IN * D_OUT);
-      Files.write(dir.resolve("numeric").resolve(a + ".npy"), AdapterFiles.npy(w, D_IN, D_OUT));
-      numeric.put(Integer.toString(a), w);
-    }
-    WEIGHTS.put("numeric", numeric);
+    WEIGHTS.put("numeric", AdapterFiles.writeNumeric(dir.resolve("numeric"), new Random(4), 10, D_IN, D_OUT));
   }
 
   /** Per test, so that each one is reported as skipped (a class-level skip counts none). */
