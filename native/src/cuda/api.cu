@@ -325,7 +325,9 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
 
   PreparedSegments seg;
   SGEMM_TRY(prepare_segments(a, h->int_ws, layout, kPortableTileRows, stream, &seg));
-  if (a.x_rows == 0 || a.d_out == 0) return SGEMM_OK;  // nothing to write; checks still ran
+  // Nothing to write (a batch of no segments over rows is a mismatch the prepare kernel recorded
+  // for sgemm_check); the checks still ran.
+  if (a.x_rows == 0 || a.d_out == 0 || a.batch_size == 0) return SGEMM_OK;
 
   if (plan.family == SGEMM_BACKEND_PORTABLE) return run_portable(h, a, seg, stream);
 

@@ -490,6 +490,8 @@ DEVICE_ERRORS = [
      r"the segments cover 11 rows but x has 10 rows"),
     ("indptr_end_above_x_rows", None, [0, 1, 3, 6, 11], None, 10,
      r"the segments cover 11 rows but x has 10 rows"),
+    ("no_segments_over_rows", None, [0], None, 10,
+     r"the segments cover 0 rows but x has 10 rows"),
     ("weight_index_negative", [1, 2, 3, 4], None, [0, 1, -1, 1], 10,
      r"weight_indices\[2\] = -1 is out of range \[0, num_weights\)"),
     ("weight_index_too_large", [1, 2, 3, 4], None, [0, 4, 1, 1], 10,
