@@ -58,17 +58,23 @@ namespace {
 
 std::string str(long long v) { return std::to_string(v); }
 
-sgemm_status check_args(const sgemm_run_args& a) {
-  if (a.dtype != SGEMM_FLOAT32 && a.dtype != SGEMM_FLOAT16 && a.dtype != SGEMM_BFLOAT16) {
-    return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(a.dtype) +
-                                            " is not one of float32 (0), float16 (1), bfloat16 (2)");
-  }
+// The sizes every entry point that takes sgemm_run_args reads.
+sgemm_status check_sizes(const sgemm_run_args& a) {
   if (a.x_rows < 0 || a.d_in < 0 || a.d_out < 0 || a.num_weights < 0 || a.batch_size < 0) {
     return fail(SGEMM_INVALID_ARGUMENT,
                 "negative size: x_rows=" + str(a.x_rows) + " d_in=" + str(a.d_in) +
                     " d_out=" + str(a.d_out) + " num_weights=" + str(a.num_weights) +
                     " batch_size=" + str(a.batch_size));
   }
+  return SGEMM_OK;
+}
+
+sgemm_status check_args(const sgemm_run_args& a) {
+  if (a.dtype != SGEMM_FLOAT32 && a.dtype != SGEMM_FLOAT16 && a.dtype != SGEMM_BFLOAT16) {
+    return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(a.dtype) +
+                                            " is not one of float32 (0), float16 (1), bfloat16 (2)");
+  }
+  SGEMM_TRY(check_sizes(a));
   if (a.seg_lens == nullptr && a.seg_indptr == nullptr) {
     return fail(SGEMM_INVALID_ARGUMENT, "one of seg_lens and seg_indptr must be given");
   }
@@ -113,20 +119,6 @@ sgemm_status use_device(const sgemm_handle* h) {
   int current = -1;
   SGEMM_CUDA_TRY(cudaGetDevice(&current));
   if (current != h->device) SGEMM_CUDA_TRY(cudaSetDevice(h->device));
-  return SGEMM_OK;
-}
-
-// A forced tensor-core backend needs a device that runs its kernels.
-sgemm_status check_backend_device(sgemm_backend backend, int major, int minor) {
-  const std::string cc = str(major) + "." + str(minor);
-  if (backend == SGEMM_BACKEND_SM90 && !(major == 9 && minor == 0)) {
-    return fail(SGEMM_UNSUPPORTED, "SM90 backend needs a compute capability 9.0 GPU (H100/H200); "
-                                   "this one is " + cc + " (use AUTO)");
-  }
-  if (backend == SGEMM_BACKEND_SM80 && !(major == 8 || (major == 9 && minor == 0))) {
-    return fail(SGEMM_UNSUPPORTED, "SM80 backend needs a compute capability 8.x or 9.0 GPU; "
-                                   "this one is " + cc + " (use AUTO)");
-  }
   return SGEMM_OK;
 }
 
@@ -220,12 +212,7 @@ sgemm_status sgemm_workspace_size(const sgemm_run_args* args, sgemm_workspace_si
   clear_error();
   if (args == nullptr || sizes == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args or sizes is null");
   const sgemm_run_args& a = *args;
-  if (a.x_rows < 0 || a.d_in < 0 || a.d_out < 0 || a.num_weights < 0 || a.batch_size < 0) {
-    return fail(SGEMM_INVALID_ARGUMENT,
-                "negative size: x_rows=" + str(a.x_rows) + " d_in=" + str(a.d_in) +
-                    " d_out=" + str(a.d_out) + " num_weights=" + str(a.num_weights) +
-                    " batch_size=" + str(a.batch_size));
-  }
+  SGEMM_TRY(check_sizes(a));
   IntWorkspaceLayout layout;
   int_workspace_layout(a.batch_size, &layout);
   sizes->int_bytes = layout.total;

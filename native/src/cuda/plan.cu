@@ -68,6 +68,8 @@ std::string tensor_core_obstacle(const sgemm_run_args& a) {
   return "";
 }
 
+// Which devices each tensor-core family has code for: sm_90a SASS only runs on 9.0; the sm80
+// kernels carry sm_80 SASS (all of 8.x) and sm_90 SASS.
 bool runs_sm90(int major, int minor) { return major == 9 && minor == 0; }
 bool runs_sm80(int major, int minor) { return major == 8 || runs_sm90(major, minor); }
 
@@ -91,6 +93,19 @@ GroupedLaunch find_sm90(const sgemm_run_args& a, TileClass* tile) {
 }
 
 }  // namespace
+
+sgemm_status check_backend_device(sgemm_backend backend, int major, int minor) {
+  const std::string cc = str(major) + "." + str(minor);
+  if (backend == SGEMM_BACKEND_SM90 && !runs_sm90(major, minor)) {
+    return fail(SGEMM_UNSUPPORTED, "SM90 backend needs a compute capability 9.0 GPU (H100/H200); "
+                                   "this one is " + cc + " (use AUTO)");
+  }
+  if (backend == SGEMM_BACKEND_SM80 && !runs_sm80(major, minor)) {
+    return fail(SGEMM_UNSUPPORTED, "SM80 backend needs a compute capability 8.x or 9.0 GPU; "
+                                   "this one is " + cc + " (use AUTO)");
+  }
+  return SGEMM_OK;
+}
 
 sgemm_status make_plan(sgemm_backend requested, int major, int minor, const sgemm_run_args& a,
                        size_t float_ws_bytes, Plan* plan) {

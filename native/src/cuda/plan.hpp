@@ -39,6 +39,10 @@ FloatWorkspaceLayout float_workspace_layout(const sgemm_run_args& args, bool coa
 // weight bytes saved, (batch_size - num_weights) * d_in * d_out, against two passes over x and y.
 bool coalescing_pays(const sgemm_run_args& args);
 
+// SGEMM_UNSUPPORTED when a forced tensor-core backend cannot run on a device of compute
+// capability major.minor (checked once, at sgemm_create).
+sgemm_status check_backend_device(sgemm_backend backend, int major, int minor);
+
 // Chooses the kernel for args on a device of compute capability major.minor. Fails with
 // SGEMM_UNSUPPORTED when a forced backend cannot run the call, SGEMM_WORKSPACE_TOO_SMALL when the
 // float workspace cannot hold what the chosen kernel needs.
