@@ -100,11 +100,38 @@ struct InitializedGemm {
   int device = -1;
   int sm_count = -1;
 
+  // Runs the operator on call.stream, initialising it first (get_workspace_size ->
+  // can_implement -> initialize, each checked) unless it already is for this call's layout.
+  // make_args(typename Gemm::Arguments*) fills the CUTLASS arguments, or fails.
+  template <class MakeArgs>
+  sgemm_status run(const GroupedCall& c, const char* name, MakeArgs make_args) {
+    const std::string what(name);
+    if (!matches(c)) {
+      problems = -1;  // a failed initialisation must not count as done
+      typename Gemm::Arguments arguments;
+      SGEMM_TRY(make_args(&arguments));
+      const size_t need = Gemm::get_workspace_size(arguments);
+      if (need > c.cutlass_workspace_bytes) {
+        return fail(SGEMM_INTERNAL_ERROR, what + " needs " + std::to_string(need) +
+                                              " bytes of CUTLASS workspace, more than the " +
+                                              std::to_string(c.cutlass_workspace_bytes) +
+                                              " reserved for it");
+      }
+      SGEMM_CUTLASS_TRY(gemm.can_implement(arguments), what + " can_implement");
+      SGEMM_CUTLASS_TRY(gemm.initialize(arguments, c.cutlass_workspace, c.stream),
+                        what + " initialize");
+      remember(c);
+    }
+    SGEMM_CUTLASS_TRY(gemm.run(c.stream), what + " run");
+    SGEMM_CUDA_TRY(cudaGetLastError());
+    return SGEMM_OK;
+  }
+
+ private:
   bool matches(const GroupedCall& c) const {
     return problems == c.problems && args == c.args && workspace == c.cutlass_workspace &&
            device == c.device && sm_count == c.sm_count;
   }
-  void forget() { problems = -1; }
   void remember(const GroupedCall& c) {
     args = c.args;
     workspace = c.cutlass_workspace;

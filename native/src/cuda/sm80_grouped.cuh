@@ -68,29 +68,19 @@ sgemm_status run(const GroupedCall& call) {
   SGEMM_CUDA_TRY(cudaGetLastError());
 
   thread_local InitializedGemm<Gemm> cached;
-  if (!cached.matches(call)) {
-    cached.forget();
+  return cached.run(call, "sm80 grouped GEMM", [&](typename Gemm::Arguments* args) {
     // As many resident blocks as the device holds: the persistent blocks walk every tile.
     const int per_sm = Gemm::maximum_active_blocks();
     if (per_sm <= 0) {
       return fail(SGEMM_INTERNAL_ERROR, "sm80 grouped GEMM: no block fits on an SM (" +
                                             std::string(cudaGetErrorString(cudaGetLastError())) + ")");
     }
-    typename Gemm::Arguments args(arrays.shapes, static_cast<int>(call.problems),
-                                  per_sm * call.sm_count, {1.0f, 0.0f}, arrays.a, arrays.b,
-                                  arrays.d, arrays.d, arrays.stride_a, arrays.stride_b,
-                                  arrays.stride_d, arrays.stride_d);
-    if (Gemm::get_workspace_size(args) > call.cutlass_workspace_bytes) {
-      return fail(SGEMM_INTERNAL_ERROR, "sm80 grouped GEMM needs more workspace than reserved");
-    }
-    SGEMM_CUTLASS_TRY(cached.gemm.can_implement(args), "sm80 grouped GEMM can_implement");
-    SGEMM_CUTLASS_TRY(cached.gemm.initialize(args, call.cutlass_workspace, call.stream),
-                      "sm80 grouped GEMM initialize");
-    cached.remember(call);
-  }
-  SGEMM_CUTLASS_TRY(cached.gemm.run(call.stream), "sm80 grouped GEMM run");
-  SGEMM_CUDA_TRY(cudaGetLastError());
-  return SGEMM_OK;
+    *args = typename Gemm::Arguments(arrays.shapes, static_cast<int>(call.problems),
+                                     per_sm * call.sm_count, {1.0f, 0.0f}, arrays.a, arrays.b,
+                                     arrays.d, arrays.d, arrays.stride_a, arrays.stride_b,
+                                     arrays.stride_d, arrays.stride_d);
+    return SGEMM_OK;
+  });
 }
 
 }  // namespace sgemm::sm80

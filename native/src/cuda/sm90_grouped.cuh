@@ -132,32 +132,18 @@ sgemm_status run(const GroupedCall& call) {
   SGEMM_CUDA_TRY(cudaGetLastError());
 
   thread_local InitializedGemm<Gemm> cached;
-  if (!cached.matches(call)) {
-    cached.forget();
-    typename Gemm::Arguments args{
+  return cached.run(call, "sm90 grouped GEMM", [&](typename Gemm::Arguments* args) {
+    *args = typename Gemm::Arguments{
         cutlass::gemm::GemmUniversalMode::kGrouped,
         {static_cast<int>(call.problems), arrays.shapes, nullptr},  // shapes live on the device only
         {const_cast<const Element**>(arrays.a), arrays.stride_a,
          const_cast<const Element**>(arrays.b), arrays.stride_b},
         {{}, nullptr, nullptr, arrays.d, arrays.stride_d},
         cutlass::KernelHardwareInfo{call.device, call.sm_count}};
-    args.epilogue.thread.alpha = 1.0f;
-    args.epilogue.thread.beta = 0.0f;
-    const size_t workspace = Gemm::get_workspace_size(args);
-    if (workspace > call.cutlass_workspace_bytes) {
-      return fail(SGEMM_INTERNAL_ERROR, "CUTLASS needs " + std::to_string(workspace) +
-                                            " bytes of workspace, more than the " +
-                                            std::to_string(call.cutlass_workspace_bytes) +
-                                            " reserved for it");
-    }
-    SGEMM_CUTLASS_TRY(cached.gemm.can_implement(args), "sm90 grouped GEMM can_implement");
-    SGEMM_CUTLASS_TRY(cached.gemm.initialize(args, call.cutlass_workspace, call.stream),
-                      "sm90 grouped GEMM initialize");
-    cached.remember(call);
-  }
-  SGEMM_CUTLASS_TRY(cached.gemm.run(call.stream), "sm90 grouped GEMM run");
-  SGEMM_CUDA_TRY(cudaGetLastError());
-  return SGEMM_OK;
+    args->epilogue.thread.alpha = 1.0f;
+    args->epilogue.thread.beta = 0.0f;
+    return SGEMM_OK;
+  });
 }
 
 }  // namespace sgemm::sm90
