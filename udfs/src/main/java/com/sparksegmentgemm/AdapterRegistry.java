@@ -17,7 +17,8 @@ import scala.Tuple2;
 public final class AdapterRegistry {
   private record StoreKey(String path, boolean weightColumnMajor) {}
 
-  private record CacheKey(StoreKey store, DType dtype, long budgetBytes) {}
+  private record CacheKey(StoreKey store, AdapterWeights.Function function, String loraModule,
+      DType dtype, long budgetBytes) {}
 
   private static final Map<StoreKey, AdapterStore> STORES = new ConcurrentHashMap<>();
   private static final Map<CacheKey, DeviceAdapterCache> CACHES = new ConcurrentHashMap<>();
@@ -35,12 +36,22 @@ public final class AdapterRegistry {
     });
   }
 
-  /** The device cache for these settings (created on first use; it allocates lazily). */
-  public static DeviceAdapterCache deviceCache(SegmentGemmSettings s) {
-    AdapterStore store = store(s);
+  /** The weights a function multiplies by under these settings. */
+  public static AdapterWeights weights(SegmentGemmSettings s, AdapterWeights.Function function) {
+    return store(s).weights(function, s.loraModule());
+  }
+
+  /**
+   * The device cache of a function's weights for these settings (created on first use; it
+   * allocates lazily).
+   */
+  public static DeviceAdapterCache deviceCache(SegmentGemmSettings s,
+      AdapterWeights.Function function) {
+    AdapterWeights w = weights(s, function);
+    String module = function == AdapterWeights.Function.LORA_APPLY ? s.loraModule() : "";
     return CACHES.computeIfAbsent(new CacheKey(new StoreKey(s.adaptersPath(),
-        s.weightColumnMajor()), s.computeDtype(), s.deviceCacheBytes()),
-        k -> new DeviceAdapterCache(store, k.dtype(), k.budgetBytes()));
+        s.weightColumnMajor()), function, module, s.computeDtype(), s.deviceCacheBytes()),
+        k -> new DeviceAdapterCache(w, k.dtype(), k.budgetBytes()));
   }
 
   /**

@@ -1,18 +1,18 @@
 package com.sparksegmentgemm;
 
-import com.sparksegmentgemm.nativelib.DType;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
-import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -21,66 +21,79 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The adapters of one directory, in host memory: every {@code .safetensors} and {@code .npy} file
- * directly under it (other files, such as PEFT's adapter_config.json, are ignored).
+ * The adapters of one directory, in host memory.
  *
- * <p>Ids: a .npy file, or a safetensors file holding one tensor, is one adapter named by the file
- * stem; a safetensors file holding several tensors is one adapter per tensor, named by the
- * tensor; a safetensors file with PEFT {@code lora_A}/{@code lora_B} tensors is one LoRA adapter
- * named by the file stem (kept whole, with every tensor's name and shape; segment_gemm itself uses
- * dense adapters only). Dense adapters are 2-D and share one shape: {@code (d_in, d_out)}, or
- * {@code (d_out, d_in)} when the weights are column-major. Ids are ordered by their UTF-8 bytes,
- * which is the order cuDF sorts strings in, so an id's index here is its index on the device.
+ * <p>What is read: every {@code .safetensors} and {@code .npy} file directly under the directory
+ * (other files are ignored), and every subdirectory holding an {@code adapter_model.safetensors},
+ * the layout PEFT's {@code save_pretrained} writes (with its {@code adapter_config.json}).
+ *
+ * <p>Ids: a .npy file, or a safetensors file holding one tensor, is one dense adapter named by
+ * the file stem; a safetensors file holding several tensors is one dense adapter per tensor,
+ * named by the tensor; a safetensors file with PEFT {@code lora_A}/{@code lora_B} tensors is one
+ * LoRA adapter named by the file stem, or by its folder for PEFT's layout. Dense adapters
+ * ({@link #dense()}, for segment_gemm) are 2-D and share one shape: {@code (d_in, d_out)}, or
+ * {@code (d_out, d_in)} when the weights are column-major. LoRA adapters ({@link #lora}, for
+ * lora_apply) are kept as read and turned into weights per module on first use.
  */
 public final class AdapterStore {
   private static final Logger LOG = LoggerFactory.getLogger(AdapterStore.class);
+  private static final ObjectMapper JSON = new ObjectMapper();
+  /** PEFT's names: {@code <module>.lora_A.weight} and {@code <module>.lora_B.weight}. */
+  private static final String LORA_A = ".lora_A.weight";
+  private static final String LORA_B = ".lora_B.weight";
 
   /** A dense adapter is one weight; a LoRA adapter is its lora_A/lora_B tensors. */
   public enum Kind { DENSE, LORA }
 
-  public record Adapter(String id, Kind kind, List<AdapterTensor> tensors) {}
+  /**
+   * One adapter as read. For LoRA, config is PEFT's adapter_config.json (null when there is
+   * none: then lora_alpha = r, a scaling of 1).
+   */
+  public record Adapter(String id, Kind kind, List<AdapterTensor> tensors, JsonNode config) {}
 
   private final String path;
   private final boolean weightColumnMajor;
   private final Map<String, Adapter> adapters;
-  private final List<String> ids;
-  private final Map<String, Integer> index = new HashMap<>();
-  private final float[][] weights;
-  private final int dIn;
-  private final int dOut;
-  private final Map<DType, float[][]> rounded = new EnumMap<>(DType.class);
+  private final AdapterWeights dense;
+  private final Map<String, AdapterWeights> lora = new ConcurrentHashMap<>();
 
   private AdapterStore(String path, boolean weightColumnMajor, Map<String, Adapter> adapters) {
     this.path = path;
     this.weightColumnMajor = weightColumnMajor;
     this.adapters = adapters;
-    List<String> dense = new ArrayList<>();
-    for (Adapter a : adapters.values()) if (a.kind() == Kind.DENSE) dense.add(a.id());
-    dense.sort(Comparator.comparing(id -> id.getBytes(StandardCharsets.UTF_8),
-        Arrays::compareUnsigned));
-    this.ids = List.copyOf(dense);
-    this.weights = new float[ids.size()][];
+    Map<String, float[][]> weights = new HashMap<>();
     AdapterTensor first = null;
-    for (int i = 0; i < ids.size(); i++) {
-      AdapterTensor t = adapters.get(ids.get(i)).tensors().get(0);
+    String firstId = null;
+    for (Adapter a : adapters.values()) {
+      if (a.kind() != Kind.DENSE) continue;
+      AdapterTensor t = a.tensors().get(0);
       if (t.shape().length != 2) {
-        throw new IllegalArgumentException("adapter '" + ids.get(i) + "' (" + t.source()
+        throw new IllegalArgumentException("adapter '" + a.id() + "' (" + t.source()
             + ") has shape " + Arrays.toString(t.shape()) + "; an adapter weight must be 2-D "
             + (weightColumnMajor ? "(d_out, d_in)" : "(d_in, d_out)"));
       }
       if (first != null && !Arrays.equals(first.shape(), t.shape())) {
-        throw new IllegalArgumentException("adapter '" + ids.get(i) + "' (" + t.source()
-            + ") has shape " + Arrays.toString(t.shape()) + " but adapter '" + ids.get(0) + "' ("
+        throw new IllegalArgumentException("adapter '" + a.id() + "' (" + t.source()
+            + ") has shape " + Arrays.toString(t.shape()) + " but adapter '" + firstId + "' ("
             + first.source() + ") has " + Arrays.toString(first.shape()) + ": all adapters in "
             + path + " must share one shape");
       }
-      if (first == null) first = t;
-      index.put(ids.get(i), i);
-      weights[i] = t.values();
+      if (first == null) {
+        first = t;
+        firstId = a.id();
+      }
+      weights.put(a.id(), new float[][] {t.values()});
     }
     long[] shape = first == null ? new long[] {0, 0} : first.shape();
-    this.dIn = Math.toIntExact(weightColumnMajor ? shape[1] : shape[0]);
-    this.dOut = Math.toIntExact(weightColumnMajor ? shape[0] : shape[1]);
+    int dIn = Math.toIntExact(weightColumnMajor ? shape[1] : shape[0]);
+    int dOut = Math.toIntExact(weightColumnMajor ? shape[0] : shape[1]);
+    this.dense = new AdapterWeights(AdapterWeights.Function.SEGMENT_GEMM, path, weights,
+        new int[] {dIn}, new int[] {dOut}, new boolean[] {weightColumnMajor}, id -> {
+          Adapter a = adapters.get(id);
+          return a != null && a.kind() == Kind.LORA ? "adapter '" + id + "' in " + path
+              + " is a LoRA adapter (lora_A/lora_B tensors): use lora_apply, not segment_gemm"
+              : null;
+        });
   }
 
   /** Reads every adapter file under path (any Hadoop file system). */
@@ -96,23 +109,31 @@ public final class AdapterStore {
     long bytes = 0;
     for (FileStatus f : files) {
       String name = f.getPath().getName();
-      boolean st = name.endsWith(".safetensors");
-      if (!f.isFile() || !(st || name.endsWith(".npy"))) continue;
-      if (f.getLen() > Integer.MAX_VALUE - 16) {
-        throw new IllegalArgumentException("adapter file " + f.getPath() + " is " + f.getLen()
-            + " bytes; files up to 2 GiB are read");
+      List<Adapter> found;
+      Path file = f.getPath();
+      if (f.isDirectory()) {
+        // PEFT's save_pretrained layout: the folder names the adapter.
+        file = new Path(f.getPath(), "adapter_model.safetensors");
+        if (!fs.exists(file)) continue;
+        byte[] content = readAll(fs, file);
+        bytes += content.length;
+        Path configFile = new Path(f.getPath(), "adapter_config.json");
+        JsonNode config = fs.exists(configFile) ? readConfig(fs, configFile) : null;
+        List<AdapterTensor> tensors = SafetensorsReader.read(file.toString(), content);
+        found = List.of(new Adapter(name, tensors.stream().anyMatch(t -> isLora(t.name()))
+            ? Kind.LORA : Kind.DENSE, tensors, config));
+      } else {
+        boolean st = name.endsWith(".safetensors");
+        if (!(st || name.endsWith(".npy"))) continue;
+        byte[] content = readAll(fs, file);
+        bytes += content.length;
+        String stem = name.substring(0, name.lastIndexOf('.'));
+        found = st ? fromSafetensors(stem, SafetensorsReader.read(file.toString(), content))
+            : List.of(new Adapter(stem, Kind.DENSE,
+                List.of(NpyReader.read(file.toString(), content)), null));
       }
-      byte[] content;
-      try (InputStream in = fs.open(f.getPath())) {
-        content = in.readAllBytes();
-      }
-      bytes += content.length;
-      String file = f.getPath().toString();
-      String stem = name.substring(0, name.lastIndexOf('.'));
-      List<Adapter> found = st ? fromSafetensors(stem, SafetensorsReader.read(file, content))
-          : List.of(new Adapter(stem, Kind.DENSE, List.of(NpyReader.read(file, content))));
       for (Adapter a : found) {
-        String before = origin.put(a.id(), file);
+        String before = origin.put(a.id(), file.toString());
         if (before != null) {
           throw new IllegalArgumentException("adapter id '" + a.id() + "' is defined twice: in "
               + before + " and in " + file);
@@ -122,21 +143,45 @@ public final class AdapterStore {
     }
     if (adapters.isEmpty()) {
       throw new IllegalArgumentException("no adapters under " + path
-          + ": expected .safetensors or .npy files");
+          + ": expected .safetensors or .npy files, or PEFT adapter folders");
     }
     AdapterStore store = new AdapterStore(path, weightColumnMajor, adapters);
-    LOG.info("Loaded {} adapters ({} dense, d_in {}, d_out {}) from {} ({} MiB) in {} ms",
-        adapters.size(), store.size(), store.dIn, store.dOut, path, bytes >> 20,
+    LOG.info("Loaded {} adapters ({} dense, d_in {}, d_out {}; {} LoRA) from {} ({} MiB) in {} ms",
+        adapters.size(), store.dense.size(), store.dense.dIn(), store.dense.dOut(),
+        adapters.size() - store.dense.size(), path, bytes >> 20,
         (System.nanoTime() - start) / 1_000_000);
     return store;
   }
 
+  private static byte[] readAll(FileSystem fs, Path file) throws IOException {
+    FileStatus st = fs.getFileStatus(file);
+    if (st.getLen() > Integer.MAX_VALUE - 16) {
+      throw new IllegalArgumentException("adapter file " + file + " is " + st.getLen()
+          + " bytes; files up to 2 GiB are read");
+    }
+    try (InputStream in = fs.open(file)) {
+      return in.readAllBytes();
+    }
+  }
+
+  private static JsonNode readConfig(FileSystem fs, Path file) throws IOException {
+    try (InputStream in = fs.open(file)) {
+      JsonNode n = JSON.readTree(in);
+      if (n == null || !n.isObject()) {
+        throw new IllegalArgumentException(file + " is not a JSON object");
+      }
+      return n;
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new IllegalArgumentException(file + " is not valid JSON: " + e.getOriginalMessage(), e);
+    }
+  }
+
   private static List<Adapter> fromSafetensors(String stem, List<AdapterTensor> tensors) {
     boolean lora = tensors.stream().anyMatch(t -> isLora(t.name()));
-    if (lora) return List.of(new Adapter(stem, Kind.LORA, tensors));
-    if (tensors.size() == 1) return List.of(new Adapter(stem, Kind.DENSE, tensors));
+    if (lora) return List.of(new Adapter(stem, Kind.LORA, tensors, null));
+    if (tensors.size() == 1) return List.of(new Adapter(stem, Kind.DENSE, tensors, null));
     List<Adapter> out = new ArrayList<>();
-    for (AdapterTensor t : tensors) out.add(new Adapter(t.name(), Kind.DENSE, List.of(t)));
+    for (AdapterTensor t : tensors) out.add(new Adapter(t.name(), Kind.DENSE, List.of(t), null));
     return out;
   }
 
@@ -152,62 +197,121 @@ public final class AdapterStore {
     return weightColumnMajor;
   }
 
-  /** Number of dense adapters (the ones segment_gemm can use). */
-  public int size() {
-    return ids.size();
-  }
-
-  /** Dense adapter ids, in index order (by UTF-8 bytes). */
-  public List<String> ids() {
-    return ids;
-  }
-
-  /** The index of a dense adapter, or -1. */
-  public int indexOf(String id) {
-    Integer i = index.get(id);
-    return i == null ? -1 : i;
-  }
-
-  public int dIn() {
-    return dIn;
-  }
-
-  public int dOut() {
-    return dOut;
-  }
-
   /** Any adapter, dense or LoRA, by id. */
   public Optional<Adapter> adapter(String id) {
     return Optional.ofNullable(adapters.get(id));
   }
 
-  /** The weight of dense adapter i as read (values widened to float), in the store's layout. */
-  public float[] weight(int i) {
-    return weights[i];
+  /** The dense adapters: segment_gemm's weights. */
+  public AdapterWeights dense() {
+    return dense;
+  }
+
+  /** The weights of a function: {@link #dense()}, or {@link #lora} of the module. */
+  public AdapterWeights weights(AdapterWeights.Function function, String loraModule) {
+    return function == AdapterWeights.Function.SEGMENT_GEMM ? dense : lora(loraModule);
   }
 
   /**
-   * The weight of dense adapter i rounded to dtype: what the CPU path multiplies by and what the
-   * device cache uploads. Rounded once per dtype, on first use.
+   * The LoRA adapters' weights for one module, lora_apply's two stages: x . A^T, then
+   * . (B^T * scaling), scaling = lora_alpha / r (lora_alpha / sqrt(r) with use_rslora) from each
+   * adapter's adapter_config.json. Adapters of a lower rank are padded with zeros to the highest
+   * rank, which changes no sum. PEFT stores A as (r, d_in) and B as (d_out, r), torch.nn.Linear's
+   * layout, whatever {@code adapters.weightColumnMajor} says.
+   *
+   * @param module the module whose lora_A/lora_B to use (a tensor name prefix such as
+   *     {@code model.layers.0.self_attn.q_proj}, or its tail); empty when each adapter has one
    */
-  public float[] roundedWeight(int i, DType dtype) {
-    if (dtype == DType.FLOAT32) return weights[i];
-    synchronized (rounded) {
-      float[][] r = rounded.computeIfAbsent(dtype, d -> new float[weights.length][]);
-      if (r[i] == null) r[i] = CpuSegmentGemm.rounded(weights[i], dtype);
-      return r[i];
-    }
+  public AdapterWeights lora(String module) {
+    return lora.computeIfAbsent(module, this::buildLora);
   }
 
-  /** Why id is not a dense adapter of this store, for error messages. */
-  public String whyNotUsable(String id) {
-    Adapter a = adapters.get(id);
-    if (a != null && a.kind() == Kind.LORA) {
-      return "adapter '" + id + "' in " + path + " is a LoRA adapter (lora_A/lora_B tensors); "
-          + "segment_gemm needs a dense weight";
+  private AdapterWeights buildLora(String module) {
+    record Pair(AdapterTensor a, AdapterTensor b, double scaling) {}
+    Map<String, Pair> pairs = new TreeMap<>();
+    for (Adapter ad : adapters.values()) {
+      if (ad.kind() != Kind.LORA) continue;
+      Map<String, AdapterTensor> as = new TreeMap<>();
+      Map<String, AdapterTensor> bs = new TreeMap<>();
+      for (AdapterTensor t : ad.tensors()) {
+        if (t.name().endsWith(LORA_A)) as.put(t.name().substring(0, t.name().length() - LORA_A.length()), t);
+        if (t.name().endsWith(LORA_B)) bs.put(t.name().substring(0, t.name().length() - LORA_B.length()), t);
+      }
+      List<String> match = new ArrayList<>();
+      for (String m : as.keySet()) {
+        if (module.isEmpty() || m.equals(module) || m.endsWith("." + module)) match.add(m);
+      }
+      if (match.size() != 1) {
+        throw new IllegalArgumentException("LoRA adapter '" + ad.id() + "' in " + path + " has "
+            + (match.isEmpty() ? "no" : match.size()) + " modules matching "
+            + SegmentGemmConf.LORA_MODULE.key() + " = '" + module + "'; its modules: "
+            + String.join(", ", as.keySet()));
+      }
+      String m = match.get(0);
+      AdapterTensor a = as.get(m);
+      AdapterTensor b = bs.get(m);
+      if (b == null) {
+        throw new IllegalArgumentException("LoRA adapter '" + ad.id() + "' has " + a.source()
+            + " but no " + m + LORA_B);
+      }
+      if (a.shape().length != 2 || b.shape().length != 2 || a.shape()[0] != b.shape()[1]) {
+        throw new IllegalArgumentException("LoRA adapter '" + ad.id() + "': " + a.source() + " "
+            + Arrays.toString(a.shape()) + " and " + b.source() + " " + Arrays.toString(b.shape())
+            + " are not (r, d_in) and (d_out, r)");
+      }
+      pairs.put(ad.id(), new Pair(a, b, scaling(ad, m, a.shape()[0])));
     }
-    List<String> sample = ids.subList(0, Math.min(5, ids.size()));
-    return "unknown adapter '" + id + "': " + path + " has " + ids.size() + " adapters ("
-        + String.join(", ", sample) + (ids.size() > sample.size() ? ", ..." : "") + ")";
+    if (pairs.isEmpty()) {
+      throw new IllegalArgumentException("the adapters at " + path + " include no LoRA adapter "
+          + "(PEFT lora_A/lora_B tensors) for lora_apply");
+    }
+    String firstId = pairs.keySet().iterator().next();
+    Pair first = pairs.get(firstId);
+    int dIn = Math.toIntExact(first.a().shape()[1]);
+    int dOut = Math.toIntExact(first.b().shape()[0]);
+    int rank = 0;
+    for (Map.Entry<String, Pair> e : pairs.entrySet()) {
+      Pair p = e.getValue();
+      if (p.a().shape()[1] != dIn || p.b().shape()[0] != dOut) {
+        throw new IllegalArgumentException("LoRA adapter '" + e.getKey() + "' maps "
+            + p.a().shape()[1] + " -> " + p.b().shape()[0] + " features but adapter '" + firstId
+            + "' maps " + dIn + " -> " + dOut + ": all LoRA adapters in " + path
+            + " must share d_in and d_out");
+      }
+      rank = Math.max(rank, Math.toIntExact(p.a().shape()[0]));
+    }
+    Map<String, float[][]> weights = new HashMap<>();
+    for (Map.Entry<String, Pair> e : pairs.entrySet()) {
+      Pair p = e.getValue();
+      int r = Math.toIntExact(p.a().shape()[0]);
+      float[] a = Arrays.copyOf(p.a().values(), rank * dIn);  // (rank, d_in): zero rows past r
+      float[] b = new float[dOut * rank];                      // (d_out, rank): zero columns past r
+      float[] bv = p.b().values();
+      for (int o = 0; o < dOut; o++) {
+        for (int j = 0; j < r; j++) b[o * rank + j] = (float) (bv[o * r + j] * p.scaling());
+      }
+      weights.put(e.getKey(), new float[][] {a, b});
+    }
+    LOG.info("LoRA weights for module '{}': {} adapters, {} -> rank {} -> {}", module,
+        pairs.size(), dIn, rank, dOut);
+    return new AdapterWeights(AdapterWeights.Function.LORA_APPLY, path, weights,
+        new int[] {dIn, rank}, new int[] {rank, dOut}, new boolean[] {true, true}, id -> {
+          Adapter a = adapters.get(id);
+          return a != null && a.kind() == Kind.DENSE ? "adapter '" + id + "' in " + path
+              + " is a dense weight, not a LoRA adapter: use segment_gemm, not lora_apply" : null;
+        });
+  }
+
+  /** PEFT's scaling: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora. */
+  private static double scaling(Adapter ad, String module, long r) {
+    JsonNode c = ad.config();
+    if (c == null) return 1.0;
+    double alpha = c.path("lora_alpha").asDouble(r);
+    JsonNode pattern = c.path("alpha_pattern");
+    for (var it = pattern.fields(); it.hasNext(); ) {
+      var e = it.next();
+      if (module.equals(e.getKey()) || module.endsWith("." + e.getKey())) alpha = e.getValue().asDouble();
+    }
+    return c.path("use_rslora").asBoolean(false) ? alpha / Math.sqrt(r) : alpha / r;
   }
 }

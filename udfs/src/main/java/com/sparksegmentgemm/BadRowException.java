@@ -1,7 +1,7 @@
 package com.sparksegmentgemm;
 
 /**
- * A row segment_gemm cannot compute (unknown adapter, features of the wrong length, a null
+ * A row segment_gemm or lora_apply cannot compute (unknown adapter, features of the wrong length, a null
  * feature value), under {@code spark.segmentgemm.onBadRow=error}. The CPU and GPU paths build
  * the same messages here; the GPU path adds the row's index in its batch.
  */
@@ -10,20 +10,21 @@ public final class BadRowException extends IllegalArgumentException {
   private static final String HINT = " (set " + SegmentGemmConf.ON_BAD_ROW.key()
       + "=null to return null for such rows)";
 
-  private BadRowException(String message) {
-    super("segment_gemm: " + message + HINT);
+  private BadRowException(AdapterWeights w, String message) {
+    super(w.function().sqlName() + ": " + message + HINT);
   }
 
-  static BadRowException unknownAdapter(AdapterStore store, String id, String where) {
-    return new BadRowException(store.whyNotUsable(id) + where);
+  static BadRowException unknownAdapter(AdapterWeights w, String id, String where) {
+    return new BadRowException(w, w.whyNotUsable(id) + where);
   }
 
-  static BadRowException wrongLength(String id, long actual, int expected, String where) {
-    return new BadRowException("features for adapter '" + id + "' have " + actual
-        + " values but the adapters expect d_in = " + expected + where);
+  static BadRowException wrongLength(AdapterWeights w, String id, long actual, String where) {
+    return new BadRowException(w, "features for adapter '" + id + "' have " + actual
+        + " values but the adapters expect d_in = " + w.dIn() + where);
   }
 
-  static BadRowException nullValue(String id, String where) {
-    return new BadRowException("features for adapter '" + id + "' contain a null value" + where);
+  static BadRowException nullValue(AdapterWeights w, String id, String where) {
+    return new BadRowException(w, "features for adapter '" + id + "' contain a null value"
+        + where);
   }
 }

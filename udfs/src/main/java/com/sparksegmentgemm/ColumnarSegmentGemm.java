@@ -19,13 +19,14 @@ import ai.rapids.cudf.Table;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Optional;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The GPU path of {@link SegmentGemmUdf}: one cuDF batch {@code (adapter id, features)} in, one
- * LIST&lt;FLOAT&gt; column out, everything on the device and on the calling thread's default
+ * The GPU path of {@link SegmentGemmUdf} (segment_gemm and lora_apply): one cuDF batch
+ * {@code (adapter id, features)} in, one LIST&lt;FLOAT&gt; column out, everything on the device and on the calling thread's default
  * stream (the one cuDF and the RAPIDS Accelerator use):
  * <ol>
  *   <li>group: adapter ids (STRING, or INT/LONG as their decimal strings) are looked up in the
@@ -35,7 +36,8 @@ import org.slf4j.LoggerFactory;
  *   <li>gather: features' rows are gathered in that order into one contiguous
  *       {@code (rows, d_in)} x in the compute dtype (one native pass,
  *       {@code sgemm_gather_float_rows}, rounding as {@link DType} does);</li>
- *   <li>kernel: one native call over every segment (more only when the batch exceeds
+ *   <li>kernel: one native call per stage over every segment (lora_apply's two stages pass their
+ *       intermediate rows in device memory; more calls only when the batch exceeds
  *       {@code gpuBatchBytes}, the workspace cap, the device cache's slots, or GPU memory);</li>
  *   <li>scatter: y is widened to float and each row written straight to its place in the
  *       result's child values, in the original row order (one native pass,
@@ -47,6 +49,8 @@ public final class ColumnarSegmentGemm {
   private static final Logger LOG = LoggerFactory.getLogger(ColumnarSegmentGemm.class);
 
   private final SegmentGemmSettings settings;
+  private final AdapterWeights weights;
+  private final String name;
   private final DeviceAdapterCache cache;
   private final PhaseTimes times;
   private final Cuda.Stream stream = Cuda.DEFAULT_STREAM;
@@ -54,14 +58,20 @@ public final class ColumnarSegmentGemm {
   private final int dIn;
   private final int dOut;
 
-  /** @param times where to add phase times (the stream is synchronised per phase), or null */
-  public ColumnarSegmentGemm(SegmentGemmSettings settings, PhaseTimes times) {
+  /**
+   * @param times where to add phase times, or null; the phases are timed either way for
+   *     {@link SegmentGemmMetrics} (the stream is synchronised at each phase boundary)
+   */
+  public ColumnarSegmentGemm(SegmentGemmSettings settings, AdapterWeights.Function function,
+      PhaseTimes times) {
     this.settings = settings;
-    this.cache = AdapterRegistry.deviceCache(settings);
-    this.times = times;
+    this.cache = AdapterRegistry.deviceCache(settings, function);
+    this.weights = cache.adapters();
+    this.name = function.sqlName();
+    this.times = times == null ? new PhaseTimes() : times;
     this.dtype = settings.computeDtype();
-    this.dIn = cache.store().dIn();
-    this.dOut = cache.store().dOut();
+    this.dIn = weights.dIn();
+    this.dOut = weights.dOut();
   }
 
   /**
@@ -69,10 +79,19 @@ public final class ColumnarSegmentGemm {
    * into larger columns (sliced: list offsets need not start at 0).
    */
   public ColumnVector evaluate(ColumnView ids, ColumnView features) {
+    long begin = System.nanoTime();
+    PhaseTimes before = times.copy();
+    ColumnVector result = evaluateTimed(ids, features);
+    SegmentGemmMetrics.recordGpuBatch(ids.getRowCount(), (long) ids.getRowCount() * dIn * 4,
+        times.minus(before), System.nanoTime() - begin);
+    return result;
+  }
+
+  private ColumnVector evaluateTimed(ColumnView ids, ColumnView features) {
     checkTypes(ids, features);
     int rows = Math.toIntExact(ids.getRowCount());
     if (features.getRowCount() != rows) {
-      throw new IllegalArgumentException("segment_gemm: adapter_id has " + rows
+      throw new IllegalArgumentException(name + ": adapter_id has " + rows
           + " rows but features has " + features.getRowCount());
     }
     long t = System.nanoTime();
@@ -83,11 +102,12 @@ public final class ColumnarSegmentGemm {
       int n = rows - (int) key.getNullCount();
       if (n == 0) return allNull(rows);
       if ((long) n * dOut > Integer.MAX_VALUE) {
-        throw new IllegalArgumentException("segment_gemm: " + n + " rows x d_out " + dOut
+        throw new IllegalArgumentException(name + ": " + n + " rows x d_out " + dOut
             + " output values exceed one cuDF list column; use smaller batches"
             + " (spark.rapids.sql.batchSizeBytes)");
       }
       long[][] segments = segments(key);
+      times.segments += segments[0].length;
       try (ColumnVector rank = validRank(key);
            ColumnVector dest = destinations(rank, order, n)) {
         t = lap(t, 0);
@@ -136,11 +156,11 @@ public final class ColumnarSegmentGemm {
     }
   }
 
-  private static void checkTypes(ColumnView ids, ColumnView features) {
+  private void checkTypes(ColumnView ids, ColumnView features) {
     ai.rapids.cudf.DType idType = ids.getType();
     if (!idType.equals(ai.rapids.cudf.DType.STRING) && !idType.equals(ai.rapids.cudf.DType.INT32)
         && !idType.equals(ai.rapids.cudf.DType.INT64)) {
-      throw new IllegalArgumentException("segment_gemm: adapter_id must be STRING, INT or LONG, not "
+      throw new IllegalArgumentException(name + ": adapter_id must be STRING, INT or LONG, not "
           + idType);
     }
     boolean listOfFloat = features.getType().equals(ai.rapids.cudf.DType.LIST);
@@ -150,7 +170,7 @@ public final class ColumnarSegmentGemm {
       }
     }
     if (!listOfFloat) {
-      throw new IllegalArgumentException("segment_gemm: features must be ARRAY<FLOAT>, not "
+      throw new IllegalArgumentException(name + ": features must be ARRAY<FLOAT>, not "
           + features.getType());
     }
   }
@@ -204,10 +224,10 @@ public final class ColumnarSegmentGemm {
       String where = " (row " + row.getInt(0) + " of the batch)";
       String adapter = id.getJavaString(0);
       if (!isKnown.getBoolean(0)) {
-        return BadRowException.unknownAdapter(cache.store(), adapter, where);
+        return BadRowException.unknownAdapter(weights, adapter, where);
       }
-      if (len.getInt(0) != dIn) return BadRowException.wrongLength(adapter, len.getInt(0), dIn, where);
-      return BadRowException.nullValue(adapter, where);
+      if (len.getInt(0) != dIn) return BadRowException.wrongLength(weights, adapter, len.getInt(0), where);
+      return BadRowException.nullValue(weights, adapter, where);
     }
   }
 
@@ -253,7 +273,8 @@ public final class ColumnarSegmentGemm {
       long[][] segments, DeviceMemoryBuffer out) {
     int[] adapter = Arrays.stream(segments[0]).mapToInt(a -> (int) a).toArray();
     long[] start = segments[1];
-    long rowBytes = (long) (dIn + dOut) * dtype.bytes();
+    long rowBytes = (long) dIn * dtype.bytes();
+    for (AdapterWeights.Stage st : weights.stages()) rowBytes += (long) st.dOut() * dtype.bytes();
     long maxRows = Math.max(1, settings.gpuBatchBytes() / Math.max(1, rowBytes));
     try (SegmentGemm gemm = new SegmentGemm(settings.backend())) {
       long row = 0;
@@ -270,7 +291,7 @@ public final class ColumnarSegmentGemm {
           } catch (RuntimeException | OutOfMemoryError e) {
             if (!isOutOfMemory(e) || end - row == 1) throw e;
             maxRows = Math.max(1, (end - row) / 2);
-            LOG.warn("segment_gemm: GPU out of memory for {} rows; retrying in parts of {}",
+            LOG.warn("{}: GPU out of memory for {} rows; retrying in parts of {}", name,
                 end - row, maxRows);
             continue;
           }
@@ -283,14 +304,23 @@ public final class ColumnarSegmentGemm {
 
   /** How many of k segments one call may take within the workspace cap (at least one). */
   private int fitWorkspace(int k, long rows) {
-    while (k > 1 && SegmentGemmNative.workspaceSize(dtype, rows, dIn, dOut, cache.slots(), k, true)
-        .floatBytes() > settings.workspaceBytes()) {
-      k = (k + 1) / 2;
-    }
+    while (k > 1 && workspaceBytes(k, rows) > settings.workspaceBytes()) k = (k + 1) / 2;
     return k;
   }
 
-  /** One native call over sorted rows [row, end), segments seg .. seg + k - 1 (clipped). */
+  private long workspaceBytes(int k, long rows) {
+    long most = 0;
+    for (AdapterWeights.Stage st : weights.stages()) {
+      most = Math.max(most, SegmentGemmNative.workspaceSize(dtype, rows, st.dIn(), st.dOut(),
+          cache.slots(), k, true).floatBytes());
+    }
+    return most;
+  }
+
+  /**
+   * One native call per stage over sorted rows [row, end), segments seg .. seg + k - 1
+   * (clipped); a stage's output is the next one's x, in device memory.
+   */
   private void runPart(SegmentGemm gemm, Table features, ColumnVector order, ColumnVector dest,
       long row, long end, int seg, int k, long[] start, DeviceAdapterCache.Lease lease,
       DeviceMemoryBuffer out) {
@@ -305,19 +335,31 @@ public final class ColumnarSegmentGemm {
       batch++;
     }
     int e = dtype.bytes();
-    try (DeviceMemoryBuffer x = DeviceMemoryBuffer.allocate(rows * dIn * e);
-         DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(rows * dOut * e);
-         DeviceTensor segIndptr = DeviceTensor.fromLongs(Arrays.copyOf(indptr, batch + 1));
+    try (DeviceTensor segIndptr = DeviceTensor.fromLongs(Arrays.copyOf(indptr, batch + 1));
          DeviceTensor weightIndices = DeviceTensor.fromLongs(Arrays.copyOf(slots, batch))) {
-      gather(features, order, row, end, x);
-      t = lap(t, 1);
-      gemm.run(dtype, x, rows, dIn, dOut, cache.weights(), cache.slots(),
-          settings.weightColumnMajor(), y, batch, null, segIndptr.buffer(),
-          weightIndices.buffer(), stream);
-      if (times != null) times.nativeCalls++;
-      t = lap(t, 2);
-      scatter(y, dest, row, end, out);
-      lap(t, 3);
+      DeviceMemoryBuffer x = DeviceMemoryBuffer.allocate(rows * dIn * e);
+      try {
+        gather(features, order, row, end, x);
+        t = lap(t, 1);
+        List<AdapterWeights.Stage> stages = weights.stages();
+        for (int stage = 0; stage < stages.size(); stage++) {
+          AdapterWeights.Stage st = stages.get(stage);
+          try (DeviceMemoryBuffer in = x) {
+            x = null;
+            DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(rows * st.dOut() * e);
+            x = y;
+            gemm.run(dtype, in, rows, st.dIn(), st.dOut(), cache.weights(stage), cache.slots(),
+                st.columnMajor(), y, batch, null, segIndptr.buffer(), weightIndices.buffer(),
+                stream);
+          }
+          times.nativeCalls++;
+        }
+        t = lap(t, 2);
+        scatter(x, dest, row, end, out);
+        lap(t, 3);
+      } finally {
+        if (x != null) x.close();
+      }
     }
   }
 
@@ -358,7 +400,6 @@ public final class ColumnarSegmentGemm {
   }
 
   private long lap(long since, int phase) {
-    if (times == null) return since;
     stream.sync();
     long now = System.nanoTime();
     long d = now - since;

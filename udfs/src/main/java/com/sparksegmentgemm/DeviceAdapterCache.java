@@ -9,9 +9,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * An executor's adapter weights on the GPU, in one compute dtype: a slab of equal slots, one
- * adapter each, so that one native call can address every adapter of a batch as
- * {@code weights[slot]} ({@code weight_indices} are slot numbers). The slab holds
+ * An executor's adapter weights of one function on the GPU, in one compute dtype: per stage (one
+ * for segment_gemm, A and B for lora_apply) a slab of equal slots, slot s of every slab holding
+ * the same adapter, so that one native call per stage can address every adapter of a batch as
+ * {@code weights[slot]} ({@code weight_indices} are slot numbers). The slabs hold
  * {@code min(adapters, budget / adapter bytes)} slots; when a batch needs an adapter that is not
  * resident, the least recently used unpinned slot is reloaded from host memory.
  *
@@ -22,9 +23,9 @@ import org.slf4j.LoggerFactory;
 public final class DeviceAdapterCache implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(DeviceAdapterCache.class);
 
-  private final AdapterStore store;
+  private final AdapterWeights adapters;
   private final DType dtype;
-  private final long slotBytes;
+  private final long[] slotBytes;   // per stage
   private final int slots;
   private final int[] slotOf;       // adapter -> slot, or -1
   private final int[] adapterIn;    // slot -> adapter, or -1
@@ -32,26 +33,32 @@ public final class DeviceAdapterCache implements AutoCloseable {
   private final long[] lastUse;
   private long tick;
   private long loads;
-  private DeviceMemoryBuffer slab;
+  private DeviceMemoryBuffer[] slabs;
   private ColumnVector ids;
   private boolean closed;
 
-  DeviceAdapterCache(AdapterStore store, DType dtype, long budgetBytes) {
-    this.store = store;
+  DeviceAdapterCache(AdapterWeights adapters, DType dtype, long budgetBytes) {
+    this.adapters = adapters;
     this.dtype = dtype;
-    this.slotBytes = Math.max(1L, (long) store.dIn() * store.dOut() * dtype.bytes());
-    if (store.size() == 0) {
-      throw new IllegalArgumentException("the adapters at " + store.path() + " include no dense "
-          + "adapter for segment_gemm");
+    if (adapters.size() == 0) {
+      throw new IllegalArgumentException("the adapters at " + adapters.path() + " include no "
+          + "adapter for " + adapters.function().sqlName());
     }
-    long fit = budgetBytes / slotBytes;
+    int stages = adapters.stages().size();
+    this.slotBytes = new long[stages];
+    long adapterBytes = 0;
+    for (int k = 0; k < stages; k++) {
+      slotBytes[k] = Math.max(1L, adapters.stages().get(k).elements() * dtype.bytes());
+      adapterBytes += slotBytes[k];
+    }
+    long fit = budgetBytes / adapterBytes;
     if (fit < 1) {
       throw new IllegalArgumentException(SegmentGemmConf.DEVICE_CACHE_BYTES.key() + " = "
-          + budgetBytes + " cannot hold one adapter of " + slotBytes + " bytes (" + store.dIn()
-          + " x " + store.dOut() + " " + dtype + ")");
+          + budgetBytes + " cannot hold one adapter of " + adapterBytes + " bytes ("
+          + adapters.dIn() + " -> " + adapters.dOut() + " " + dtype + ")");
     }
-    this.slots = (int) Math.min(store.size(), fit);
-    this.slotOf = new int[store.size()];
+    this.slots = (int) Math.min(adapters.size(), fit);
+    this.slotOf = new int[adapters.size()];
     this.adapterIn = new int[slots];
     this.pins = new int[slots];
     this.lastUse = new long[slots];
@@ -59,8 +66,8 @@ public final class DeviceAdapterCache implements AutoCloseable {
     Arrays.fill(adapterIn, -1);
   }
 
-  public AdapterStore store() {
-    return store;
+  public AdapterWeights adapters() {
+    return adapters;
   }
 
   public DType dtype() {
@@ -77,20 +84,35 @@ public final class DeviceAdapterCache implements AutoCloseable {
     return loads;
   }
 
-  /** The slab, {@code (slots, d_in, d_out)} (or column-major) in the compute dtype. */
-  public synchronized DeviceMemoryBuffer weights() {
+  /**
+   * Stage k's slab, {@code (slots, d_in, d_out)} (or column-major) in the compute dtype. The
+   * cache owns it: callers must not close it.
+   */
+  public synchronized DeviceMemoryBuffer weights(int k) {
+    allocate();
+    return slabs[k];
+  }
+
+  private void allocate() {
     ensureOpen();
-    if (slab == null) slab = DeviceMemoryBuffer.allocate(slots * slotBytes);
-    return slab;
+    if (slabs != null) return;
+    DeviceMemoryBuffer[] s = new DeviceMemoryBuffer[slotBytes.length];
+    try {
+      for (int k = 0; k < s.length; k++) s[k] = DeviceMemoryBuffer.allocate(slots * slotBytes[k]);
+    } catch (RuntimeException | Error e) {
+      for (DeviceMemoryBuffer b : s) if (b != null) b.close();
+      throw e;
+    }
+    slabs = s;
   }
 
   /**
-   * The store's dense ids as a device STRING column, sorted (row i is adapter i); owned by the
+   * The adapter ids as a device STRING column, sorted (row i is adapter i); owned by the
    * cache: callers must not close it.
    */
   public synchronized ColumnVector ids() {
     ensureOpen();
-    if (ids == null) ids = ColumnVector.fromStrings(store.ids().toArray(new String[0]));
+    if (ids == null) ids = ColumnVector.fromStrings(adapters.ids().toArray(new String[0]));
     return ids;
   }
 
@@ -130,8 +152,7 @@ public final class DeviceAdapterCache implements AutoCloseable {
    */
   public synchronized Lease acquire(int[] adapters, int from, int to) {
     while (true) {
-      ensureOpen();
-      weights();
+      allocate();
       int[] got = new int[to - from];
       int n = 0;
       for (int i = from; i < to; i++) {
@@ -168,27 +189,30 @@ public final class DeviceAdapterCache implements AutoCloseable {
   }
 
   /**
-   * Copies adapter a's rounded weight into slot s. The copy is synchronous, so a kernel that
-   * another thread launches after it sees the slot resident reads the new weights.
+   * Copies adapter a's rounded weights into slot s of every stage. The copies are synchronous,
+   * so a kernel that another thread launches after it sees the slot resident reads the new
+   * weights.
    */
   private void load(int a, int s) {
     if (adapterIn[s] >= 0) slotOf[adapterIn[s]] = -1;
     adapterIn[s] = -1;
-    float[] w = store.roundedWeight(a, dtype);
-    try (HostMemoryBuffer h = HostMemoryBuffer.allocate(slotBytes)) {
-      if (dtype == DType.FLOAT32) {
-        h.setFloats(0, w, 0, w.length);
-      } else {
-        short[] bits = dtype.toBits(w);
-        h.setShorts(0, bits, 0, bits.length);
+    for (int k = 0; k < slabs.length; k++) {
+      float[] w = adapters.rounded(a, k, dtype);
+      try (HostMemoryBuffer h = HostMemoryBuffer.allocate(slotBytes[k])) {
+        if (dtype == DType.FLOAT32) {
+          h.setFloats(0, w, 0, w.length);
+        } else {
+          short[] bits = dtype.toBits(w);
+          h.setShorts(0, bits, 0, bits.length);
+        }
+        slabs[k].copyFromHostBuffer(s * slotBytes[k], h, 0, slotBytes[k]);
       }
-      slab.copyFromHostBuffer(s * slotBytes, h, 0, slotBytes);
     }
     adapterIn[s] = a;
     slotOf[a] = s;
     loads++;
-    LOG.debug("Adapter '{}' loaded into device slot {} of {} ({})", store.ids().get(a), s, slots,
-        dtype);
+    LOG.debug("Adapter '{}' loaded into device slot {} of {} ({})", adapters.ids().get(a), s,
+        slots, dtype);
   }
 
   private void ensureOpen() {
@@ -199,8 +223,10 @@ public final class DeviceAdapterCache implements AutoCloseable {
   public synchronized void close() {
     if (closed) return;
     closed = true;
-    try (DeviceMemoryBuffer s = slab; ColumnVector i = ids) {
-      slab = null;
+    try (ColumnVector i = ids) {
+      if (slabs != null) for (DeviceMemoryBuffer b : slabs) b.close();
+    } finally {
+      slabs = null;
       ids = null;
     }
     notifyAll();

@@ -1,15 +1,40 @@
 package com.sparksegmentgemm;
 
 /**
- * Wall time per phase of {@link ColumnarSegmentGemm#evaluate}, for benchmarks: when one is
- * passed, the GPU path waits for the stream at each phase boundary (never otherwise).
+ * Wall time per phase of {@link ColumnarSegmentGemm#evaluate} (the GPU path waits for its
+ * stream at each phase boundary, so that a phase's time is its GPU work), with the segments and
+ * native calls made: what benchmarks and {@link SegmentGemmMetrics} report.
  */
 public final class PhaseTimes {
   long groupNs;
   long gatherNs;
   long kernelNs;
   long scatterNs;
+  long segments;
   int nativeCalls;
+
+  PhaseTimes copy() {
+    PhaseTimes c = new PhaseTimes();
+    c.groupNs = groupNs;
+    c.gatherNs = gatherNs;
+    c.kernelNs = kernelNs;
+    c.scatterNs = scatterNs;
+    c.segments = segments;
+    c.nativeCalls = nativeCalls;
+    return c;
+  }
+
+  /** This minus an earlier copy of it: what happened since. */
+  PhaseTimes minus(PhaseTimes earlier) {
+    PhaseTimes d = new PhaseTimes();
+    d.groupNs = groupNs - earlier.groupNs;
+    d.gatherNs = gatherNs - earlier.gatherNs;
+    d.kernelNs = kernelNs - earlier.kernelNs;
+    d.scatterNs = scatterNs - earlier.scatterNs;
+    d.segments = segments - earlier.segments;
+    d.nativeCalls = nativeCalls - earlier.nativeCalls;
+    return d;
+  }
 
   /** Adapter lookup, validation, sort by adapter and the segment table. */
   public long groupNs() {
@@ -29,6 +54,11 @@ public final class PhaseTimes {
   /** Converting y to float and putting rows back in their original order. */
   public long scatterNs() {
     return scatterNs;
+  }
+
+  /** Segments (adapter groups) over all batches. */
+  public long segments() {
+    return segments;
   }
 
   public int nativeCalls() {

@@ -15,6 +15,9 @@ import scala.jdk.javaapi.CollectionConverters;
  * configuration into the {@link SegmentGemmSettings} that travel with a UDF to the executors.
  */
 public final class SegmentGemmConf {
+  /** Every key starts with this. */
+  public static final String PREFIX = "spark.segmentgemm.";
+
   private SegmentGemmConf() {}
 
   /** One key: its name, default (null when it must be set), doc, and how its value is read. */
@@ -55,9 +58,10 @@ public final class SegmentGemmConf {
       + "and y = x . W^T.", SegmentGemmConf::parseBoolean);
 
   public static final Entry<Long> DEVICE_CACHE_BYTES = new Entry<>(
-      "spark.segmentgemm.deviceCacheBytes", "1g", "GPU memory per executor for adapter weights "
-      + "(in the compute dtype); least recently used adapters are evicted when a batch needs "
-      + "others. Must hold at least one adapter.", SegmentGemmConf::parseBytes);
+      "spark.segmentgemm.deviceCacheBytes", "1g", "GPU memory per executor for the adapter "
+      + "weights of each function (segment_gemm, lora_apply), in the compute dtype; least "
+      + "recently used adapters are evicted when a batch needs others. Must hold at least one "
+      + "adapter.", SegmentGemmConf::parseBytes);
 
   public static final Entry<Long> WORKSPACE_BYTES = new Entry<>(
       "spark.segmentgemm.workspaceBytes", "128m", "Largest float workspace one native call may "
@@ -75,8 +79,32 @@ public final class SegmentGemmConf {
       + "even when the RAPIDS Accelerator calls it columnar).",
       v -> SegmentGemm.Backend.valueOf(v.toUpperCase(Locale.ROOT)));
 
+  public static final Entry<String> LORA_MODULE = new Entry<>("spark.segmentgemm.lora.module",
+      "", "Which module's lora_A/lora_B lora_apply uses when a PEFT adapter has several (e.g. "
+      + "model.layers.0.self_attn.q_proj, or any dot-separated tail of it such as q_proj when "
+      + "that is unique); empty: each adapter must have exactly one.", v -> v);
+
   public static final List<Entry<?>> ALL = List.of(COMPUTE_DTYPE, ON_BAD_ROW, ADAPTERS_PATH,
-      WEIGHT_COLUMN_MAJOR, DEVICE_CACHE_BYTES, WORKSPACE_BYTES, GPU_BATCH_BYTES, BACKEND);
+      WEIGHT_COLUMN_MAJOR, DEVICE_CACHE_BYTES, WORKSPACE_BYTES, GPU_BATCH_BYTES, BACKEND,
+      LORA_MODULE);
+
+  /**
+   * Checks every spark.segmentgemm.* entry of conf: each must be a known key with a valid value
+   * (the adapters path may be left for later); throws naming the first bad key.
+   */
+  public static void validate(Map<String, String> conf) {
+    for (String key : new java.util.TreeSet<>(conf.keySet())) {
+      if (!key.startsWith(PREFIX)) continue;
+      if (ALL.stream().noneMatch(e -> e.key().equals(key))) {
+        throw new IllegalArgumentException("unknown configuration key " + key + "; the "
+            + PREFIX + "* keys are: " + String.join(", ", ALL.stream().map(Entry::key).toList()));
+      }
+    }
+    for (Entry<?> e : ALL) {
+      if (e.defaultValue() != null || conf.containsKey(e.key())) e.get(conf);
+    }
+  }
+
 
   /** What a bad row gives; see {@link #ON_BAD_ROW}. */
   public enum OnBadRow { ERROR, NULL }
@@ -85,7 +113,8 @@ public final class SegmentGemmConf {
   public static SegmentGemmSettings settings(Map<String, String> conf) {
     return new SegmentGemmSettings(ADAPTERS_PATH.get(conf), WEIGHT_COLUMN_MAJOR.get(conf),
         COMPUTE_DTYPE.get(conf), ON_BAD_ROW.get(conf), DEVICE_CACHE_BYTES.get(conf),
-        WORKSPACE_BYTES.get(conf), GPU_BATCH_BYTES.get(conf), BACKEND.get(conf));
+        WORKSPACE_BYTES.get(conf), GPU_BATCH_BYTES.get(conf), BACKEND.get(conf),
+        LORA_MODULE.get(conf));
   }
 
   public static SegmentGemmSettings settings(SparkConf conf) {

@@ -9,7 +9,8 @@ import java.io.Serializable;
  */
 public record SegmentGemmSettings(String adaptersPath, boolean weightColumnMajor,
     DType computeDtype, SegmentGemmConf.OnBadRow onBadRow, long deviceCacheBytes,
-    long workspaceBytes, long gpuBatchBytes, SegmentGemm.Backend backend) implements Serializable {
+    long workspaceBytes, long gpuBatchBytes, SegmentGemm.Backend backend, String loraModule)
+    implements Serializable {
   private static final long serialVersionUID = 1L;
 
   /** The defaults of every key, over adapters at this path. */
@@ -20,26 +21,31 @@ public record SegmentGemmSettings(String adaptersPath, boolean weightColumnMajor
 
   public SegmentGemmSettings withComputeDtype(DType dtype) {
     return new SegmentGemmSettings(adaptersPath, weightColumnMajor, dtype, onBadRow,
-        deviceCacheBytes, workspaceBytes, gpuBatchBytes, backend);
+        deviceCacheBytes, workspaceBytes, gpuBatchBytes, backend, loraModule);
   }
 
   public SegmentGemmSettings withOnBadRow(SegmentGemmConf.OnBadRow mode) {
     return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, mode,
-        deviceCacheBytes, workspaceBytes, gpuBatchBytes, backend);
+        deviceCacheBytes, workspaceBytes, gpuBatchBytes, backend, loraModule);
   }
 
   public SegmentGemmSettings withDeviceCacheBytes(long bytes) {
     return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow, bytes,
-        workspaceBytes, gpuBatchBytes, backend);
+        workspaceBytes, gpuBatchBytes, backend, loraModule);
   }
 
   public SegmentGemmSettings withGpuBatchBytes(long bytes) {
     return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow,
-        deviceCacheBytes, workspaceBytes, bytes, backend);
+        deviceCacheBytes, workspaceBytes, bytes, backend, loraModule);
+  }
+
+  public SegmentGemmSettings withLoraModule(String module) {
+    return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow,
+        deviceCacheBytes, workspaceBytes, gpuBatchBytes, backend, module);
   }
 
   public SegmentGemmSettings withBackend(SegmentGemm.Backend b) {
     return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow,
-        deviceCacheBytes, workspaceBytes, gpuBatchBytes, b);
+        deviceCacheBytes, workspaceBytes, gpuBatchBytes, b, loraModule);
   }
 }

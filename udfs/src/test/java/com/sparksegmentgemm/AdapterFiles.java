@@ -7,6 +7,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.TreeMap;
@@ -37,28 +38,6 @@ final class AdapterFiles {
     return b.array();
   }
 
-  /** A safetensors file of float32 tensors (name -> values, shape), in name order. */
-  static byte[] safetensors(Map<String, float[]> values, Map<String, long[]> shapes) {
-    StringBuilder json = new StringBuilder("{");
-    long offset = 0;
-    for (String name : new TreeMap<>(values).keySet()) {
-      long end = offset + 4L * values.get(name).length;
-      if (json.length() > 1) json.append(',');
-      json.append('"').append(name).append("\":{\"dtype\":\"F32\",\"shape\":[")
-          .append(String.join(",", Arrays.stream(shapes.get(name)).mapToObj(Long::toString)
-              .toArray(String[]::new)))
-          .append("],\"data_offsets\":[").append(offset).append(',').append(end).append("]}");
-      offset = end;
-    }
-    json.append('}');
-    while (json.length() % 8 != 0) json.append(' ');
-    byte[] header = json.toString().getBytes(StandardCharsets.UTF_8);
-    ByteBuffer b = ByteBuffer.allocate(8 + header.length + (int) offset).order(ByteOrder.LITTLE_ENDIAN);
-    b.putLong(header.length).put(header);
-    for (String name : new TreeMap<>(values).keySet()) for (float v : values.get(name)) b.putFloat(v);
-    return b.array();
-  }
-
   /**
    * numAdapters random gaussian adapters of shape (rows, cols) in dir, half as .npy and half as
    * safetensors files, ids "a0", "a1", ...; returns id -> values.
@@ -71,7 +50,7 @@ final class AdapterFiles {
       String id = "a" + a;
       float[] w = Reference.gaussian(rnd, rows * cols);
       byte[] file = a % 2 == 0 ? npy(w, rows, cols)
-          : safetensors(Map.of("weight", w), Map.of("weight", new long[] {rows, cols}));
+          : SafetensorsWriter.write(Map.of("weight", w), Map.of("weight", new long[] {rows, cols}));
       Files.write(dir.resolve(id + (a % 2 == 0 ? ".npy" : ".safetensors")), file);
       out.put(id, w);
     }
@@ -89,5 +68,64 @@ final class AdapterFiles {
       out.put(Integer.toString(a), w);
     }
     return out;
+  }
+
+  /** A PEFT LoRA adapter as written: A (r, d_in), B (d_out, r), and lora_alpha / r. */
+  record Lora(float[] a, float[] b, int rank, double scaling) {}
+
+  /**
+   * numAdapters PEFT adapter folders ("l0", "l1", ...: adapter_model.safetensors with one
+   * module's lora_A/lora_B, adapter_config.json with r and lora_alpha) in dir, adapter i of rank
+   * ranks[i % ranks.length]; returns id -> tensors.
+   */
+  static Map<String, Lora> writeLora(Path dir, Random rnd, int numAdapters, int dIn, int dOut,
+      int... ranks) throws IOException {
+    Map<String, Lora> out = new TreeMap<>();
+    String m = "base_model.model.layers.0.mlp.down_proj.";
+    for (int i = 0; i < numAdapters; i++) {
+      int r = ranks[i % ranks.length];
+      int alpha = 2 * r + i % 3;
+      float[] a = Reference.gaussian(rnd, r * dIn);
+      float[] b = Reference.gaussian(rnd, dOut * r);
+      Path folder = Files.createDirectories(dir.resolve("l" + i));
+      Files.write(folder.resolve("adapter_model.safetensors"), SafetensorsWriter.write(
+          Map.of(m + "lora_A.weight", a, m + "lora_B.weight", b),
+          Map.of(m + "lora_A.weight", new long[] {r, dIn}, m + "lora_B.weight", new long[] {dOut, r})));
+      Files.writeString(folder.resolve("adapter_config.json"), "{\"peft_type\": \"LORA\", \"r\": "
+          + r + ", \"lora_alpha\": " + alpha + ", \"target_modules\": [\"down_proj\"]}");
+      out.put("l" + i, new Lora(a, b, r, (double) alpha / r));
+    }
+    return out;
+  }
+
+  /**
+   * Checks a lora_apply output row against a double-precision reference that rounds x . A^T to
+   * dtype as both paths do; the bound is tol x (sum |t_j b_j| + sum_j |b_j| sum_k |x_k a_jk|),
+   * the second term for the first product's own rounding.
+   */
+  static void checkLora(List<Float> features, float[] actual, Lora l, int dIn, int dOut,
+      com.sparksegmentgemm.nativelib.DType dtype, double tol, String what) {
+    double[] t = new double[l.rank()];
+    double[] tAbs = new double[l.rank()];
+    for (int j = 0; j < l.rank(); j++) {
+      double s = 0;
+      for (int k = 0; k < dIn; k++) {
+        double p = (double) dtype.round(features.get(k)) * dtype.round(l.a()[j * dIn + k]);
+        s += p;
+        tAbs[j] += Math.abs(p);
+      }
+      t[j] = dtype.round((float) s);
+    }
+    for (int n = 0; n < dOut; n++) {
+      double y = 0;
+      double bound = 0;
+      for (int j = 0; j < l.rank(); j++) {
+        double b = dtype.round((float) (l.b()[n * l.rank() + j] * l.scaling()));
+        y += t[j] * b;
+        bound += Math.abs(t[j] * b) + Math.abs(b) * tAbs[j];
+      }
+      org.junit.jupiter.api.Assertions.assertTrue(Math.abs(actual[n] - y) <= tol * bound + 1e-30,
+          what + " output " + n + ": " + actual[n] + " vs " + y + " (bound " + tol * bound + ")");
+    }
   }
 }

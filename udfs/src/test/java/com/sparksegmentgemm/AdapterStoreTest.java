@@ -77,32 +77,32 @@ class AdapterStoreTest {
   @Test
   void storeNamesAdaptersByStemOrTensor() throws IOException {
     AdapterStore basic = load("basic");
-    assertEquals(List.of("17", "alpha", "beta", "delta", "epsilon", "gamma", "zeta"), basic.ids());
-    assertEquals(8, basic.dIn());
-    assertEquals(6, basic.dOut());
+    assertEquals(List.of("17", "alpha", "beta", "delta", "epsilon", "gamma", "zeta"), basic.dense().ids());
+    assertEquals(8, basic.dense().dIn());
+    assertEquals(6, basic.dense().dOut());
     Map<String, float[]> byFile = new HashMap<>();
     for (Expected e : expected()) byFile.put(e.file() + ":" + e.tensor(), e.values());
-    assertArrayEquals(byFile.get("basic/beta.safetensors:weight"), basic.weight(basic.indexOf("beta")));
-    assertArrayEquals(byFile.get("basic/zeta.npy:"), basic.weight(basic.indexOf("zeta")),
+    assertArrayEquals(byFile.get("basic/beta.safetensors:weight"), basic.dense().weight(basic.dense().indexOf("beta"), 0));
+    assertArrayEquals(byFile.get("basic/zeta.npy:"), basic.dense().weight(basic.dense().indexOf("zeta"), 0),
         "a Fortran-ordered .npy comes back row-major");
-    assertEquals(-1, basic.indexOf("omega"));
-    assertTrue(basic.whyNotUsable("omega").startsWith("unknown adapter 'omega': "), basic.whyNotUsable("omega"));
+    assertEquals(-1, basic.dense().indexOf("omega"));
+    assertTrue(basic.dense().whyNotUsable("omega").startsWith("unknown adapter 'omega': "), basic.dense().whyNotUsable("omega"));
 
     AdapterStore multi = load("multi");
-    assertEquals(List.of("tenant_0", "tenant_1", "tenant_2"), multi.ids());
-    assertArrayEquals(byFile.get("multi/tenants.safetensors:tenant_1"), multi.weight(1));
+    assertEquals(List.of("tenant_0", "tenant_1", "tenant_2"), multi.dense().ids());
+    assertArrayEquals(byFile.get("multi/tenants.safetensors:tenant_1"), multi.dense().weight(1, 0));
 
     // Column-major: the same files read as (d_out, d_in).
     AdapterStore transposed = AdapterStore.load(FIXTURES.resolve("basic").toUri().toString(), true,
         new Configuration());
-    assertEquals(6, transposed.dIn());
-    assertEquals(8, transposed.dOut());
+    assertEquals(6, transposed.dense().dIn());
+    assertEquals(8, transposed.dense().dOut());
   }
 
   @Test
   void peftLoraFileKeepsBothTensorsNamesAndShapes() throws IOException {
     AdapterStore peft = load("peft");
-    assertEquals(0, peft.size(), "a LoRA adapter is not a dense weight");
+    assertEquals(0, peft.dense().size(), "a LoRA adapter is not a dense weight");
     AdapterStore.Adapter a = peft.adapter("adapter_model").orElseThrow();
     assertEquals(AdapterStore.Kind.LORA, a.kind());
     Map<String, long[]> shapes = new HashMap<>();
@@ -111,7 +111,60 @@ class AdapterStoreTest {
     String p = "base_model.model.layers.1.self_attn.q_proj.";
     assertArrayEquals(new long[] {4, 8}, shapes.get(p + "lora_A.weight"));
     assertArrayEquals(new long[] {6, 4}, shapes.get(p + "lora_B.weight"));
-    assertTrue(peft.whyNotUsable("adapter_model").contains("is a LoRA adapter"));
+    assertTrue(peft.dense().whyNotUsable("adapter_model").contains("is a LoRA adapter"));
+  }
+
+  @Test
+  void peftFoldersBecomeLoraStagesPaddedToTheHighestRankAndScaled(@TempDir Path tmp)
+      throws IOException {
+    Map<String, AdapterFiles.Lora> written = AdapterFiles.writeLora(tmp, new java.util.Random(7),
+        3, 10, 6, 4, 2);
+    AdapterStore store = AdapterStore.load(tmp.toUri().toString(), false, new Configuration());
+    assertEquals(0, store.dense().size());
+    AdapterWeights w = store.lora("");
+    assertEquals(AdapterWeights.Function.LORA_APPLY, w.function());
+    assertEquals(List.of("l0", "l1", "l2"), w.ids());
+    assertEquals(10, w.dIn());
+    assertEquals(6, w.dOut());
+    assertEquals(2, w.stages().size());
+    assertEquals(new AdapterWeights.Stage(10, 4, true, null).dOut(), w.stages().get(0).dOut());
+    assertTrue(w.stages().get(0).columnMajor() && w.stages().get(1).columnMajor());
+    // l1 has rank 2: A padded with zero rows, B with zero columns, B scaled by lora_alpha / r.
+    AdapterFiles.Lora l1 = written.get("l1");
+    float[] a = w.weight(1, 0);
+    float[] b = w.weight(1, 1);
+    assertEquals(4 * 10, a.length);
+    for (int i = 0; i < 2 * 10; i++) assertEquals(l1.a()[i], a[i]);
+    for (int i = 2 * 10; i < 4 * 10; i++) assertEquals(0f, a[i]);
+    for (int o = 0; o < 6; o++) {
+      for (int j = 0; j < 4; j++) {
+        float expected = j < 2 ? (float) (l1.b()[o * 2 + j] * l1.scaling()) : 0f;
+        assertEquals(expected, b[o * 4 + j]);
+      }
+    }
+    assertEquals(2.5, l1.scaling());  // lora_alpha 2 r + 1 = 5, r = 2
+    assertTrue(store.lora("down_proj") == store.lora("down_proj"), "built once per module");
+    assertEquals(w.ids(), store.lora("layers.0.mlp.down_proj").ids());
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> store.lora("q_proj"));
+    assertTrue(e.getMessage().startsWith("LoRA adapter 'l0' in " + tmp.toUri() + " has no modules "
+        + "matching spark.segmentgemm.lora.module = 'q_proj'; its modules: "
+        + "base_model.model.layers.0.mlp.down_proj"), e.getMessage());
+    assertTrue(w.whyNotUsable("zz").startsWith("unknown adapter 'zz': "));
+  }
+
+  @Test
+  void aLoraFileWithSeveralModulesNeedsTheModuleNamed() throws IOException {
+    AdapterStore peft = load("peft");
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> peft.lora(""));
+    assertTrue(e.getMessage().contains("has 2 modules matching spark.segmentgemm.lora.module = ''"),
+        e.getMessage());
+    AdapterWeights w = peft.lora("layers.1.self_attn.q_proj");
+    assertEquals(List.of("adapter_model"), w.ids());
+    assertEquals(8, w.dIn());
+    assertEquals(6, w.dOut());
+    assertEquals(4, w.stages().get(0).dOut());
+    assertTrue(w.whyNotUsable("zeta") == null || !w.whyNotUsable("zeta").isEmpty());
   }
 
   @Test
@@ -124,7 +177,7 @@ class AdapterStoreTest {
 
   @Test
   void badFilesAreClearErrors(@TempDir Path dir) {
-    byte[] good = AdapterFiles.safetensors(Map.of("w", new float[6]), Map.of("w", new long[] {2, 3}));
+    byte[] good = SafetensorsWriter.write(Map.of("w", new float[6]), Map.of("w", new long[] {2, 3}));
     assertEquals("safetensors file f.safetensors: tensor 'w' has data_offsets [0, 24] outside the"
         + " 20 data bytes", assertThrows(IllegalArgumentException.class, () -> SafetensorsReader
             .read("f.safetensors", java.util.Arrays.copyOf(good, good.length - 4))).getMessage());
@@ -139,7 +192,7 @@ class AdapterStoreTest {
         .getBytes(StandardCharsets.ISO_8859_1);
     assertTrue(assertThrows(IllegalArgumentException.class, () -> NpyReader.read("g.npy", bigEndian))
         .getMessage().startsWith(".npy file g.npy has dtype '>f4'; adapters must be little-endian"));
-    assertEquals("no adapters under " + dir.toUri() + ": expected .safetensors or .npy files",
+    assertEquals("no adapters under " + dir.toUri() + ": expected .safetensors or .npy files, or PEFT adapter folders",
         assertThrows(IllegalArgumentException.class, () -> AdapterStore.load(dir.toUri().toString(),
             false, new Configuration())).getMessage());
   }
@@ -152,7 +205,7 @@ class AdapterStoreTest {
       }
       if (e.file().equals("basic/alpha.safetensors")) {
         assertArrayEquals(Files.readAllBytes(FIXTURES.resolve(e.file())),
-            AdapterFiles.safetensors(Map.of("weight", e.values()), Map.of("weight", e.shape())));
+            SafetensorsWriter.write(Map.of("weight", e.values()), Map.of("weight", e.shape())));
       }
     }
   }
@@ -160,9 +213,9 @@ class AdapterStoreTest {
   @Test
   void roundedWeightsAreValuesOfTheDtype() throws IOException {
     AdapterStore basic = load("basic");
-    float[] w = basic.weight(0);
-    float[] r = basic.roundedWeight(0, DType.FLOAT16);
+    float[] w = basic.dense().weight(0, 0);
+    float[] r = basic.dense().rounded(0, 0, DType.FLOAT16);
     for (int i = 0; i < w.length; i++) assertEquals(DType.FLOAT16.round(w[i]), r[i]);
-    assertTrue(basic.roundedWeight(0, DType.FLOAT32) == w, "float32 needs no copy");
+    assertTrue(basic.dense().rounded(0, 0, DType.FLOAT32) == w, "float32 needs no copy");
   }
 }

@@ -15,7 +15,7 @@ class SegmentGemmConfTest {
   void defaults() {
     SegmentGemmSettings s = SegmentGemmSettings.defaults("/tmp/adapters");
     assertEquals(new SegmentGemmSettings("/tmp/adapters", false, DType.BFLOAT16,
-        SegmentGemmConf.OnBadRow.ERROR, 1L << 30, 128L << 20, 1L << 30, SegmentGemm.Backend.AUTO), s);
+        SegmentGemmConf.OnBadRow.ERROR, 1L << 30, 128L << 20, 1L << 30, SegmentGemm.Backend.AUTO, ""), s);
   }
 
   @Test
@@ -28,16 +28,30 @@ class SegmentGemmConfTest {
         "spark.segmentgemm.deviceCacheBytes", "512m",
         "spark.segmentgemm.workspaceBytes", "64mb",
         "spark.segmentgemm.gpuBatchBytes", "2g",
-        "spark.segmentgemm.backend", "sm90"));
+        "spark.segmentgemm.backend", "sm90",
+        "spark.segmentgemm.lora.module", "q_proj"));
     assertEquals(new SegmentGemmSettings("s3a://bucket/adapters", true, DType.FLOAT16,
-        SegmentGemmConf.OnBadRow.NULL, 512L << 20, 64L << 20, 2L << 30, SegmentGemm.Backend.SM90), s);
+        SegmentGemmConf.OnBadRow.NULL, 512L << 20, 64L << 20, 2L << 30, SegmentGemm.Backend.SM90, "q_proj"), s);
     Set<String> keys = new HashSet<>();
     for (SegmentGemmConf.Entry<?> e : SegmentGemmConf.ALL) {
       assertTrue(e.key().startsWith("spark.segmentgemm."), e.key());
       assertTrue(e.doc().length() > 40, e.key() + " has a doc");
       keys.add(e.key());
     }
-    assertEquals(8, keys.size());
+    assertEquals(9, keys.size());
+  }
+
+  @Test
+  void validateNamesAnUnknownKeyOrABadValue() {
+    SegmentGemmConf.validate(Map.of("spark.segmentgemm.computeDtype", "fp16", "spark.other", "x"));
+    IllegalArgumentException unknown = assertThrows(IllegalArgumentException.class,
+        () -> SegmentGemmConf.validate(Map.of("spark.segmentgemm.computDtype", "fp16")));
+    assertTrue(unknown.getMessage().startsWith("unknown configuration key "
+        + "spark.segmentgemm.computDtype; the spark.segmentgemm.* keys are: "), unknown.getMessage());
+    IllegalArgumentException bad = assertThrows(IllegalArgumentException.class,
+        () -> SegmentGemmConf.validate(Map.of("spark.segmentgemm.deviceCacheBytes", "lots")));
+    assertTrue(bad.getMessage().startsWith("spark.segmentgemm.deviceCacheBytes = 'lots' is invalid"),
+        bad.getMessage());
   }
 
   @Test

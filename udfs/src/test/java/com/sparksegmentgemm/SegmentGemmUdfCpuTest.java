@@ -47,6 +47,8 @@ class SegmentGemmUdfCpuTest {
   private static Map<String, float[]> weights;
   private static SparkSession spark;
 
+  private static final Map<String, AdapterFiles.Lora> LORA = new HashMap<>();
+
   @BeforeAll
   static void setUp() throws IOException {
     weights = AdapterFiles.writeRandom(dir.resolve("named"), new Random(3), ADAPTERS, D_IN, D_OUT);
@@ -153,7 +155,7 @@ class SegmentGemmUdfCpuTest {
         List.of(new UdfCases.Input("a3", UdfCases.features(rnd, D_IN - 1))),
         List.of(new UdfCases.Input("a4", Arrays.asList(new Float[D_IN]))));
     String[] expected = {
-        "segment_gemm: unknown adapter 'nope': " + dir.resolve("named").toUri() + " has 40 adapters (a0, a1, a10, a11, a12, ...)",
+        "segment_gemm: unknown adapter 'nope': " + dir.resolve("named").toUri() + " has 40 adapters for segment_gemm (a0, a1, a10, a11, a12, ...)",
         "segment_gemm: features for adapter 'a3' have 23 values but the adapters expect d_in = 24 (set spark.segmentgemm.onBadRow=null",
         "segment_gemm: features for adapter 'a4' contain a null value (set spark.segmentgemm.onBadRow=null"};
     for (int c = 0; c < cases.size(); c++) {
@@ -213,5 +215,33 @@ class SegmentGemmUdfCpuTest {
       SegmentGemmUdf copy = (SegmentGemmUdf) in.readObject();
       assertEquals(udf.settings(), copy.settings());
     }
+  }
+
+  @ParameterizedTest
+  @EnumSource(DType.class)
+  void loraApplyRowByRowInSpark(DType dtype) throws IOException {
+    Path lora = dir.resolve("lora");
+    if (!java.nio.file.Files.exists(lora)) {
+      LORA.putAll(AdapterFiles.writeLora(lora, new Random(6), 7, D_IN, D_OUT, 4, 8));
+    }
+    List<UdfCases.Input> rows = UdfCases.skewed(new Random(50 + dtype.ordinal()),
+        new ArrayList<>(LORA.keySet()), 800, D_IN, 0.05);
+    SegmentGemmUdf udf = new SegmentGemmUdf(settings("lora", dtype),
+        AdapterWeights.Function.LORA_APPLY);
+    Map<Long, float[]> out = run(frame(rows, DataTypes.StringType, 4), udf);
+    for (int i = 0; i < rows.size(); i++) {
+      UdfCases.Input in = rows.get(i);
+      if (in.adapterId() == null || in.features() == null) {
+        org.junit.jupiter.api.Assertions.assertNull(out.get((long) i));
+        continue;
+      }
+      AdapterFiles.checkLora(in.features(), out.get((long) i), LORA.get((String) in.adapterId()),
+          D_IN, D_OUT, dtype, Reference.tolerance(dtype), dtype + " row " + i);
+    }
+    String dense = org.junit.jupiter.api.Assertions.assertThrows(BadRowException.class,
+        () -> udf.call("a1", scala.jdk.javaapi.CollectionConverters.asScala(
+            UdfCases.features(new Random(1), D_IN)).toSeq())).getMessage();
+    org.junit.jupiter.api.Assertions.assertTrue(dense.startsWith("lora_apply: unknown adapter 'a1'"),
+        dense);
   }
 }

@@ -45,6 +45,7 @@ class SegmentGemmUdfGpuTest {
   @TempDir static Path dir;
   /** Store (subdirectory) -> adapter id -> weight. */
   private static final Map<String, Map<String, float[]>> WEIGHTS = new HashMap<>();
+  private static final Map<String, AdapterFiles.Lora> LORA = new HashMap<>();
 
   @BeforeAll
   static void setUp() throws IOException {
@@ -135,6 +136,36 @@ class SegmentGemmUdfGpuTest {
 
   @ParameterizedTest
   @EnumSource(DType.class)
+  void loraApplyRunsBothStagesOnTheGpu(DType dtype) throws IOException {
+    Path lora = dir.resolve("lora");
+    if (!java.nio.file.Files.exists(lora)) LORA.putAll(AdapterFiles.writeLora(lora, new Random(5), 12, 64, 48, 16, 8));
+    SegmentGemmSettings s = settings("lora", dtype);
+    List<UdfCases.Input> rows = UdfCases.skewed(new Random(40 + dtype.ordinal()),
+        new ArrayList<>(LORA.keySet()), 3000, 64, 0.05);
+    SegmentGemmUdf udf = new SegmentGemmUdf(s, AdapterWeights.Function.LORA_APPLY);
+    PhaseTimes times = new PhaseTimes();
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows);
+         ColumnVector out = new ColumnarSegmentGemm(s, AdapterWeights.Function.LORA_APPLY, times)
+             .evaluate(ids, features)) {
+      assertEquals(2, times.nativeCalls(), "one native call per stage");
+      List<float[]> gpu = toRows(out);
+      double tol = Reference.tolerance(dtype);
+      for (int i = 0; i < rows.size(); i++) {
+        UdfCases.Input in = rows.get(i);
+        float[] cpu = udf.call(in.adapterId(), in.features() == null ? null
+            : scala.jdk.javaapi.CollectionConverters.asScala(in.features()).toSeq());
+        assertEquals(cpu == null, gpu.get(i) == null, "row " + i);
+        if (cpu == null) continue;
+        AdapterFiles.Lora l = LORA.get((String) in.adapterId());
+        AdapterFiles.checkLora(in.features(), gpu.get(i), l, 64, 48, dtype, tol, "GPU row " + i);
+        AdapterFiles.checkLora(in.features(), cpu, l, 64, 48, dtype, tol, "CPU row " + i);
+      }
+    }
+  }
+
+  @ParameterizedTest
+  @EnumSource(DType.class)
   void skewedBatchWithNulls(DType dtype) {
     List<UdfCases.Input> rows = UdfCases.skewed(new Random(20 + dtype.ordinal()), ids("named"),
         5000, D_IN, 0.05);
@@ -154,7 +185,7 @@ class SegmentGemmUdfGpuTest {
     PhaseTimes times = new PhaseTimes();
     try (ColumnVector ids = idColumn(rows);
          ColumnVector features = featureColumn(rows);
-         ColumnVector out = new ColumnarSegmentGemm(s, times).evaluate(ids, features)) {
+         ColumnVector out = new ColumnarSegmentGemm(s, AdapterWeights.Function.SEGMENT_GEMM, times).evaluate(ids, features)) {
       assertEquals(1, times.nativeCalls(), "1,000 adapters, one native call");
       checkRows(new SegmentGemmUdf(s), "many", s, rows, toRows(out), "1,000 adapters " + dtype);
     }
@@ -205,7 +236,7 @@ class SegmentGemmUdfGpuTest {
            ColumnView featureMiddle = featureViews[1];
            ColumnView a = idViews[0]; ColumnView b = idViews[2];
            ColumnView c = featureViews[0]; ColumnView d = featureViews[2];
-           ColumnVector out = new ColumnarSegmentGemm(s, null).evaluate(idMiddle, featureMiddle)) {
+           ColumnVector out = new ColumnarSegmentGemm(s, AdapterWeights.Function.SEGMENT_GEMM, null).evaluate(idMiddle, featureMiddle)) {
         checkRows(udf, "named", s, all.subList(137, 451), toRows(out), "sliced view " + dtype);
       }
       try (ColumnVector idPart = ids.subVector(200, 590);
@@ -232,7 +263,7 @@ class SegmentGemmUdfGpuTest {
         new UdfCases.Input("a1", UdfCases.features(rnd, D_IN)), new UdfCases.Input(null, null),
         new UdfCases.Input("zz", UdfCases.features(rnd, D_IN))));
     assertEquals("segment_gemm: unknown adapter 'zz': " + dir.resolve("named").toUri()
-        + " has 40 adapters (a0, a1, a10, a11, a12, ...) (row 2 of the batch) (set"
+        + " has 40 adapters for segment_gemm (a0, a1, a10, a11, a12, ...) (row 2 of the batch) (set"
         + " spark.segmentgemm.onBadRow=null to return null for such rows)", m);
   }
 
@@ -314,9 +345,9 @@ class SegmentGemmUdfGpuTest {
     PhaseTimes times = new PhaseTimes();
     try (ColumnVector ids = idColumn(rows);
          ColumnVector features = featureColumn(rows);
-         ColumnVector out = new ColumnarSegmentGemm(s, times).evaluate(ids, features)) {
+         ColumnVector out = new ColumnarSegmentGemm(s, AdapterWeights.Function.SEGMENT_GEMM, times).evaluate(ids, features)) {
       assertTrue(times.nativeCalls() >= 8, times.nativeCalls() + " calls for 40 adapters in 5 slots");
-      assertEquals(5, AdapterRegistry.deviceCache(s).slots());
+      assertEquals(5, AdapterRegistry.deviceCache(s, AdapterWeights.Function.SEGMENT_GEMM).slots());
       checkRows(new SegmentGemmUdf(s), "named", s, rows, toRows(out), "5-slot cache");
     }
   }
@@ -328,7 +359,7 @@ class SegmentGemmUdfGpuTest {
     PhaseTimes times = new PhaseTimes();
     try (ColumnVector ids = idColumn(rows);
          ColumnVector features = featureColumn(rows);
-         ColumnVector out = new ColumnarSegmentGemm(s, times).evaluate(ids, features)) {
+         ColumnVector out = new ColumnarSegmentGemm(s, AdapterWeights.Function.SEGMENT_GEMM, times).evaluate(ids, features)) {
       assertTrue(times.nativeCalls() >= 10, times.nativeCalls() + " calls of <= 100 rows");
       checkRows(new SegmentGemmUdf(s), "named", s, rows, toRows(out), "100-row parts");
     }

@@ -7,6 +7,7 @@ import ai.rapids.cudf.DeviceMemoryBuffer;
 import ai.rapids.cudf.HostMemoryBuffer;
 import ai.rapids.cudf.Scalar;
 import com.sparksegmentgemm.AdapterRegistry;
+import com.sparksegmentgemm.AdapterWeights;
 import com.sparksegmentgemm.ColumnarSegmentGemm;
 import com.sparksegmentgemm.PhaseTimes;
 import com.sparksegmentgemm.SegmentGemmConf;
@@ -70,7 +71,7 @@ public final class UdfBenchmark {
       for (int run = 0; run <= runs; run++) {  // run 0 warms up (uploads, JIT, pools)
         PhaseTimes t = new PhaseTimes();
         long start = System.nanoTime();
-        try (ColumnVector out = new ColumnarSegmentGemm(settings, t).evaluate(ids, features)) {
+        try (ColumnVector out = new ColumnarSegmentGemm(settings, AdapterWeights.Function.SEGMENT_GEMM, t).evaluate(ids, features)) {
           Cuda.DEFAULT_STREAM.sync();
         }
         double s = (System.nanoTime() - start) / 1e9;

@@ -1,0 +1,429 @@
+package com.sparksegmentgemm.spark;
+
+import static org.apache.spark.sql.functions.col;
+import static org.apache.spark.sql.functions.expr;
+
+import com.sparksegmentgemm.AdapterRegistry;
+import com.sparksegmentgemm.AdapterWeights;
+import com.sparksegmentgemm.SegmentGemmConf;
+import com.sparksegmentgemm.SegmentGemmMetrics;
+import java.io.PrintStream;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import org.apache.spark.SparkStageInfo;
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SaveMode;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.ArrayType;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.NumericType;
+import org.apache.spark.sql.types.StringType;
+import org.apache.spark.sql.types.StructField;
+
+/**
+ * The spark-submit job: reads a table with an adapter id column and a features column, applies
+ * {@code segment_gemm} or {@code lora_apply} with the adapters under a path, and writes Parquet.
+ *
+ * <pre>
+ * spark-submit --class com.sparksegmentgemm.spark.SegmentGemmJob segment-gemm-spark-*-all.jar \
+ *   --input s3a://bucket/embeddings --adapters s3a://bucket/adapters --output s3a://bucket/out
+ * </pre>
+ *
+ * Exit codes: 0 done, 2 bad arguments, 3 bad input (a missing path or column, a column of the
+ * wrong type, bad adapters), 1 any other failure. {@code --help} lists the flags.
+ */
+public final class SegmentGemmJob {
+  static final String USAGE = """
+      usage: SegmentGemmJob --input PATH --output PATH [options]
+        --input PATH            table to read (any Hadoop file system)
+        --input-format F        parquet (default), csv or json
+        --output PATH           where to write the Parquet result
+        --mode M                error (default: fail if the output exists) or overwrite
+        --adapters PATH         adapter directory (sets spark.segmentgemm.adapters.path)
+        --function F            segment_gemm (default) or lora_apply
+        --lora-module NAME      lora_apply: which module of the PEFT adapters (spark.segmentgemm.lora.module)
+        --compute-dtype D       bfloat16 (default), float16 or float32 (spark.segmentgemm.computeDtype)
+        --id-column C           adapter id column (default adapter_id): STRING, INT or LONG
+        --features-column C     features column (default features): an array of numbers, or for
+                                CSV a string of numbers separated by commas, semicolons or spaces
+        --output-column C       result column (default output), ARRAY<FLOAT>
+        --keep-features         also write the features column (dropped by default)
+        --explain               print the physical plan (shows whether the UDF runs on the GPU)
+        --conf KEY=VALUE        any Spark or spark.segmentgemm.* setting (repeatable)
+        --master URL            when not run by spark-submit (default local[*])
+        --gpu auto|on|off       local runs: enable the RAPIDS Accelerator when this machine has a
+                                GPU and the RAPIDS jar is on the classpath (auto, the default),
+                                always (on) or never (off); on a cluster, set spark.plugins yourself
+        --progress-seconds N    how often to print progress (default 10; 0: never)
+        --help                  this text""";
+
+  /** Exit code for bad arguments. */
+  static final int BAD_ARGUMENTS = 2;
+  /** Exit code for bad input. */
+  static final int BAD_INPUT = 3;
+
+  /** The parsed flags. */
+  public record Options(String input, String inputFormat, String output, SaveMode mode,
+      String adapters, AdapterWeights.Function function, String loraModule, String computeDtype,
+      String idColumn, String featuresColumn, String outputColumn, boolean keepFeatures,
+      Map<String, String> conf, String master, String gpu, int progressSeconds,
+      boolean explain) {
+
+    public static Options parse(String... args) {
+      Map<String, String> v = new LinkedHashMap<>();
+      Map<String, String> conf = new LinkedHashMap<>();
+      boolean keep = false;
+      boolean explain = false;
+      for (int i = 0; i < args.length; i++) {
+        String a = args[i];
+        if (a.equals("--keep-features") || a.equals("--explain")) {
+          keep |= a.equals("--keep-features");
+          explain |= a.equals("--explain");
+          continue;
+        }
+        if (!FLAGS.contains(a)) throw new IllegalArgumentException("unknown option " + a);
+        if (i + 1 >= args.length) throw new IllegalArgumentException(a + " needs a value");
+        String value = args[++i];
+        if (a.equals("--conf")) {
+          int eq = value.indexOf('=');
+          if (eq <= 0) throw new IllegalArgumentException("--conf needs KEY=VALUE, not " + value);
+          conf.put(value.substring(0, eq), value.substring(eq + 1));
+        } else {
+          v.put(a, value);
+        }
+      }
+      for (String required : List.of("--input", "--output")) {
+        if (!v.containsKey(required)) throw new IllegalArgumentException(required + " is required");
+      }
+      String format = choice(v, "--input-format", "parquet", "parquet", "csv", "json");
+      SaveMode mode = choice(v, "--mode", "error", "error", "overwrite").equals("error")
+          ? SaveMode.ErrorIfExists : SaveMode.Overwrite;
+      AdapterWeights.Function function = choice(v, "--function", "segment_gemm", "segment_gemm",
+          "lora_apply").equals("segment_gemm") ? AdapterWeights.Function.SEGMENT_GEMM
+          : AdapterWeights.Function.LORA_APPLY;
+      String gpu = choice(v, "--gpu", "auto", "auto", "on", "off");
+      int progress;
+      try {
+        progress = Integer.parseInt(v.getOrDefault("--progress-seconds", "10"));
+      } catch (NumberFormatException e) {
+        throw new IllegalArgumentException("--progress-seconds needs a number of seconds");
+      }
+      if (v.containsKey("--adapters")) conf.put(SegmentGemmConf.ADAPTERS_PATH.key(), v.get("--adapters"));
+      if (v.containsKey("--compute-dtype")) {
+        conf.put(SegmentGemmConf.COMPUTE_DTYPE.key(), v.get("--compute-dtype"));
+      }
+      if (v.containsKey("--lora-module")) conf.put(SegmentGemmConf.LORA_MODULE.key(), v.get("--lora-module"));
+      // Bad spark.segmentgemm.* values fail here, before Spark starts.
+      SegmentGemmConf.validate(conf);
+      return new Options(v.get("--input"), format, v.get("--output"), mode,
+          v.get("--adapters"), function, v.get("--lora-module"), v.get("--compute-dtype"),
+          v.getOrDefault("--id-column", "adapter_id"),
+          v.getOrDefault("--features-column", "features"),
+          v.getOrDefault("--output-column", "output"), keep, Map.copyOf(conf),
+          v.get("--master"), gpu, progress, explain);
+    }
+
+    private static final List<String> FLAGS = List.of("--input", "--input-format", "--output",
+        "--mode", "--adapters", "--function", "--lora-module", "--compute-dtype", "--id-column",
+        "--features-column", "--output-column", "--conf", "--master", "--gpu",
+        "--progress-seconds");
+
+    private static String choice(Map<String, String> v, String flag, String dflt,
+        String... allowed) {
+      String s = v.getOrDefault(flag, dflt).toLowerCase(Locale.ROOT);
+      if (!Arrays.asList(allowed).contains(s)) {
+        throw new IllegalArgumentException(flag + " must be " + String.join(", ", allowed)
+            + ", not " + v.get(flag));
+      }
+      return s;
+    }
+  }
+
+  /** What a run did; udf is what our executors' counters say about this run. */
+  public record Result(long rows, double seconds, long featureBytes, int dIn,
+      SegmentGemmMetrics.Snapshot udf, String output) {
+    public double rowsPerSecond() {
+      return rows / seconds;
+    }
+
+    /** GB/s (1e9 bytes) of features (4 bytes a value) through the whole job. */
+    public double gbPerSecond() {
+      return featureBytes / seconds / 1e9;
+    }
+  }
+
+  /** A problem with the input table or the adapters (exit code 3). */
+  static final class BadInputException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    BadInputException(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
+
+  private SegmentGemmJob() {}
+
+  public static void main(String[] args) {
+    System.exit(run(args, System.out, System.err));
+  }
+
+  /** The whole command line: parse, start Spark, run, print; returns the exit code. */
+  static int run(String[] args, PrintStream out, PrintStream err) {
+    if (Arrays.asList(args).contains("--help") || Arrays.asList(args).contains("-h")) {
+      out.println(USAGE);
+      return 0;
+    }
+    Options o;
+    try {
+      o = Options.parse(args);
+    } catch (IllegalArgumentException e) {
+      err.println("SegmentGemmJob: " + e.getMessage());
+      err.println("run with --help for the options");
+      return BAD_ARGUMENTS;
+    }
+    SparkSession spark;
+    try {
+      spark = session(o);
+    } catch (IllegalArgumentException e) {
+      err.println("SegmentGemmJob: " + e.getMessage());
+      return BAD_ARGUMENTS;
+    }
+    try {
+      Result r = run(spark, o, out);
+      out.println(summary(o, r));
+      for (SegmentGemmPlugin.ExecutorReport e : SegmentGemmPlugin.executorReports().values()) {
+        out.println(executorLine(e));
+      }
+      return 0;
+    } catch (BadInputException e) {
+      err.println("SegmentGemmJob: " + e.getMessage());
+      return BAD_INPUT;
+    } catch (RuntimeException e) {
+      err.println("SegmentGemmJob failed: " + rootMessage(e));
+      e.printStackTrace(err);
+      return 1;
+    } finally {
+      spark.stop();
+    }
+  }
+
+  /**
+   * The session: spark-submit's settings, plus --master/--conf, our plugin in spark.plugins, and
+   * for local runs with --gpu auto|on the RAPIDS Accelerator.
+   */
+  static SparkSession session(Options o) {
+    SparkSession.Builder b = SparkSession.builder().appName("segment-gemm-job");
+    org.apache.spark.SparkConf given = new org.apache.spark.SparkConf();
+    String master = o.master() != null ? o.master() : given.get("spark.master", "local[*]");
+    b.master(master);
+    Map<String, String> conf = new LinkedHashMap<>(o.conf());
+    List<String> plugins = new ArrayList<>();
+    for (String p : conf.getOrDefault("spark.plugins", given.get("spark.plugins", "")).split(",")) {
+      if (!p.isBlank()) plugins.add(p.trim());
+    }
+    if (master.startsWith("local") && useGpu(o.gpu()) && !plugins.contains(RAPIDS_PLUGIN)) {
+      plugins.add(0, RAPIDS_PLUGIN);
+      conf.putIfAbsent("spark.rapids.sql.enabled", "true");
+    }
+    if (!plugins.contains(SegmentGemmPlugin.class.getName())) {
+      plugins.add(SegmentGemmPlugin.class.getName());
+    }
+    conf.put("spark.plugins", String.join(",", plugins));
+    conf.forEach(b::config);
+    return b.getOrCreate();
+  }
+
+  static final String RAPIDS_PLUGIN = "com.nvidia.spark.SQLPlugin";
+
+  private static boolean useGpu(String mode) {
+    if (mode.equals("off")) return false;
+    boolean rapidsOnClasspath;
+    try {
+      Class.forName(RAPIDS_PLUGIN, false, Thread.currentThread().getContextClassLoader());
+      rapidsOnClasspath = true;
+    } catch (ClassNotFoundException e) {
+      rapidsOnClasspath = false;
+    }
+    if (mode.equals("on")) {
+      if (!rapidsOnClasspath) {
+        throw new IllegalArgumentException("--gpu on needs the RAPIDS Accelerator jar "
+            + "(spark-submit --jars rapids-4-spark_2.13-<version>-cuda13.jar)");
+      }
+      return true;
+    }
+    return rapidsOnClasspath && com.sparksegmentgemm.nativelib.Gpu.isAvailable();
+  }
+
+  /** Reads, computes, writes; prints progress to out. */
+  public static Result run(SparkSession spark, Options o, PrintStream out) {
+    int dIn = adapters(spark, o).dIn();
+    Dataset<Row> in = read(spark, o);
+    Dataset<Row> result = apply(in, o);
+    if (o.explain()) out.println("physical plan:\n" + result.queryExecution().executedPlan().treeString());
+    SegmentGemmMetrics.Snapshot before = SegmentGemmPlugin.totals();
+    long start = System.nanoTime();
+    Thread progress = progress(spark, out, o.progressSeconds(), start);
+    try {
+      result.write().mode(o.mode()).parquet(o.output());
+    } catch (Exception e) {
+      // Scala throws AnalysisException (a checked exception to javac) for an output that exists.
+      if (e instanceof org.apache.spark.sql.AnalysisException) {
+        throw new BadInputException(e.getMessage(), e);
+      }
+      throw e instanceof RuntimeException r ? r : new IllegalStateException(e);
+    } finally {
+      if (progress != null) progress.interrupt();
+    }
+    double seconds = (System.nanoTime() - start) / 1e9;
+    long rows = spark.read().parquet(o.output()).count();  // Parquet footers: no data scan
+    SegmentGemmMetrics.Snapshot udf = awaitReports(before, rows);
+    return new Result(rows, seconds, (long) dIn * 4 * rows, dIn, udf, o.output());
+  }
+
+  /**
+   * Our executors' counters for this run: executors report after each task, just after Spark
+   * learns that the task finished, so the last reports may trail the job by a moment.
+   */
+  static SegmentGemmMetrics.Snapshot awaitReports(SegmentGemmMetrics.Snapshot before,
+      long rows) {
+    long deadline = System.nanoTime() + 10_000_000_000L;
+    SegmentGemmMetrics.Snapshot d = SegmentGemmPlugin.totals().minus(before);
+    while (d.rows() < rows && !SegmentGemmPlugin.executorReports().isEmpty()
+        && System.nanoTime() < deadline) {
+      try {
+        Thread.sleep(20);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+      d = SegmentGemmPlugin.totals().minus(before);
+    }
+    return d;
+  }
+
+  /**
+   * The adapters, read here on the driver first: a bad directory fails the job before any task
+   * starts, and the summary knows d_in. Executors read them once each (AdapterRegistry).
+   */
+  private static AdapterWeights adapters(SparkSession spark, Options o) {
+    try {
+      return AdapterRegistry.weights(SegmentGemmConf.settings(spark.conf()), o.function());
+    } catch (RuntimeException e) {
+      throw new BadInputException("adapters: " + rootMessage(e), e);
+    }
+  }
+
+  /** The input table, with a clear error for a missing path or column. */
+  static Dataset<Row> read(SparkSession spark, Options o) {
+    Dataset<Row> in;
+    try {
+      in = switch (o.inputFormat()) {
+        case "csv" -> spark.read().option("header", "true").csv(o.input());
+        case "json" -> spark.read().json(o.input());
+        default -> spark.read().parquet(o.input());
+      };
+    } catch (Exception e) {  // AnalysisException for a missing path: checked to javac
+      throw new BadInputException("cannot read " + o.inputFormat() + " input " + o.input() + ": "
+          + rootMessage(e), e);
+    }
+    for (String c : List.of(o.idColumn(), o.featuresColumn())) {
+      if (!Arrays.asList(in.columns()).contains(c)) {
+        throw new BadInputException("input " + o.input() + " has no column '" + c + "' (its "
+            + "columns: " + String.join(", ", in.columns()) + ")", null);
+      }
+    }
+    return in;
+  }
+
+  /** The input with the function's output column, features dropped unless kept. */
+  static Dataset<Row> apply(Dataset<Row> in, Options o) {
+    StructField f = in.schema().apply(o.featuresColumn());
+    Column features = featuresAsArray(f, o);
+    Column id = col(o.idColumn());
+    Column y = o.function() == AdapterWeights.Function.SEGMENT_GEMM
+        ? SegmentGemmFunctions.segment_gemm(id, features)
+        : SegmentGemmFunctions.lora_apply(id, features);
+    Dataset<Row> out = in.withColumn(o.outputColumn(), y);
+    return o.keepFeatures() ? out : out.drop(o.featuresColumn());
+  }
+
+  private static Column featuresAsArray(StructField f, Options o) {
+    DataType t = f.dataType();
+    String q = "`" + f.name().replace("`", "``") + "`";
+    if (t instanceof ArrayType a && a.elementType() instanceof NumericType) return col(q);
+    if (t instanceof StringType) {
+      // CSV has no arrays: "[0.1, 0.2 ...]" or "0.1;0.2;..." as text.
+      return expr("transform(filter(split(regexp_replace(" + q + ", '[\\\\[\\\\]]', ''), "
+          + "'[,;\\\\s]+'), v -> v != ''), v -> cast(v as float))");
+    }
+    throw new BadInputException("column '" + f.name() + "' of " + o.input() + " is "
+        + t.sql() + "; features must be an array of numbers (or, in CSV, a string of them)",
+        null);
+  }
+
+  /** A daemon thread printing the active stages' task counts every period, or null. */
+  private static Thread progress(SparkSession spark, PrintStream out, int seconds, long start) {
+    if (seconds <= 0) return null;
+    Thread t = new Thread(() -> {
+      try {
+        while (true) {
+          Thread.sleep(seconds * 1000L);
+          var tracker = spark.sparkContext().statusTracker();
+          StringBuilder line = new StringBuilder(String.format("progress: %.0f s",
+              (System.nanoTime() - start) / 1e9));
+          for (int id : tracker.getActiveStageIds()) {
+            scala.Option<SparkStageInfo> s = tracker.getStageInfo(id);
+            if (s.isDefined()) {
+              line.append(String.format(", stage %d: %d/%d tasks done", id,
+                  s.get().numCompletedTasks(), s.get().numTasks()));
+            }
+          }
+          out.println(line);
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }, "segment-gemm-progress");
+    t.setDaemon(true);
+    t.start();
+    return t;
+  }
+
+  static String summary(Options o, Result r) {
+    SegmentGemmMetrics.Snapshot u = r.udf();
+    String where = u.gpuRows() > 0 && u.cpuRows() == 0 ? "GPU"
+        : u.cpuRows() > 0 && u.gpuRows() == 0 ? "CPU"
+        : u.rows() == 0 ? "no rows seen by the UDF" : "GPU and CPU";
+    double udfSeconds = (u.gpuUdfNanos() + u.cpuUdfNanos()) / 1e9;
+    String udf = u.rows() == 0 ? where : String.format(Locale.ROOT,
+        "%s: UDF %.2f s, %.2f GB/s of features%s", where, udfSeconds,
+        udfSeconds == 0 ? 0 : u.featureBytes() / udfSeconds / 1e9,
+        u.gpuRows() > 0 ? String.format(Locale.ROOT, ", kernels %.2f s in %,d native calls over %,d segments",
+            u.kernelNanos() / 1e9, u.nativeCalls(), u.segments()) : "");
+    return String.format(Locale.ROOT,
+        "%s: %,d rows in %.2f s, %,.0f rows/s, %.3f GB/s of features (d_in %d) [%s] -> %s",
+        o.function().sqlName(), r.rows(), r.seconds(), r.rowsPerSecond(), r.gbPerSecond(),
+        r.dIn(), udf, r.output());
+  }
+
+  /** One executor's share, as our plugin reported it. */
+  static String executorLine(SegmentGemmPlugin.ExecutorReport e) {
+    SegmentGemmMetrics.Snapshot m = e.metrics();
+    return String.format(Locale.ROOT, "  executor %s on %s: %,d rows (%,d on the GPU, %,d on the "
+        + "CPU), %,d batches, %,d native calls; %s%s", e.executorId(), e.host(), m.rows(),
+        m.gpuRows(), m.cpuRows(), m.batches(), m.nativeCalls(), e.device(),
+        e.assignedGpu().isEmpty() ? "" : " (Spark assigned GPU " + e.assignedGpu() + ")");
+  }
+
+  static String rootMessage(Throwable e) {
+    Throwable t = e;
+    while (t.getCause() != null && t.getCause() != t) t = t.getCause();
+    return t == e ? String.valueOf(e.getMessage()) : e.getMessage() + " (cause: " + t + ")";
+  }
+}

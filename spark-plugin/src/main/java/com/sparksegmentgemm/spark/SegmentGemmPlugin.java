@@ -1,0 +1,257 @@
+package com.sparksegmentgemm.spark;
+
+import com.codahale.metrics.Gauge;
+import com.codahale.metrics.MetricRegistry;
+import com.sparksegmentgemm.AdapterRegistry;
+import com.sparksegmentgemm.SegmentGemmConf;
+import com.sparksegmentgemm.SegmentGemmMetrics;
+import com.sparksegmentgemm.SegmentGemmSettings;
+import com.sparksegmentgemm.nativelib.Gpu;
+import com.sparksegmentgemm.nativelib.SegmentGemmNative;
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.ToLongFunction;
+import org.apache.spark.SparkConf;
+import org.apache.spark.SparkContext;
+import org.apache.spark.TaskFailedReason;
+import org.apache.spark.api.plugin.DriverPlugin;
+import org.apache.spark.api.plugin.ExecutorPlugin;
+import org.apache.spark.api.plugin.PluginContext;
+import org.apache.spark.api.plugin.SparkPlugin;
+import org.apache.spark.resource.ResourceInformation;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import scala.Tuple2;
+
+/**
+ * {@code spark.plugins=com.sparksegmentgemm.spark.SegmentGemmPlugin} (after
+ * {@code com.nvidia.spark.SQLPlugin} when the RAPIDS Accelerator is used).
+ *
+ * <p>Driver: checks every {@code spark.segmentgemm.*} key at start-up (an unknown key or a bad
+ * value fails the application, naming the key), adds {@link SegmentGemmExtensions} to
+ * {@code spark.sql.extensions}, and collects each executor's counters ({@link #executorReports}).
+ *
+ * <p>Executor: loads the native library and finds the GPU Spark assigned (or says once that the
+ * functions run on the CPU, and why), reads the adapters once, publishes the UDFs' counters
+ * ({@link SegmentGemmMetrics}) to Spark's metric system (source
+ * {@code plugin.com.sparksegmentgemm.spark.SegmentGemmPlugin}: rows, gpuRows, cpuRows, batches,
+ * segments, nativeCalls, featureBytes, gpuUdfTimeNs, kernelTimeNs, cpuUdfTimeNs, gpuDevice), and
+ * sends them to the driver after each task. GPU memory (workspace, adapter slabs) is taken
+ * through RMM on the first batch, once the RAPIDS Accelerator has set up its pool.
+ */
+public final class SegmentGemmPlugin implements SparkPlugin {
+  private static final Logger LOG = LoggerFactory.getLogger(SegmentGemmPlugin.class);
+  private static final String EXTENSIONS_KEY = "spark.sql.extensions";
+  private static final Map<String, ExecutorReport> REPORTS = new ConcurrentHashMap<>();
+
+  /** What an executor reports: its counters, the GPU Spark assigned it, and where it runs. */
+  public record ExecutorReport(String executorId, String host, String assignedGpu,
+      String device, long sequence, SegmentGemmMetrics.Snapshot metrics) {
+    private static final String TAG = "segmentgemm-report";
+
+    /**
+     * As JDK types only: the driver's RPC layer deserialises messages with Spark's class loader,
+     * which need not see the application's jar (spark-submit of this jar on a cluster).
+     */
+    String[] toWire() {
+      long[] c = metrics.toLongs();
+      String[] w = new String[6 + c.length];
+      w[0] = TAG;
+      w[1] = executorId;
+      w[2] = host;
+      w[3] = assignedGpu;
+      w[4] = device;
+      w[5] = Long.toString(sequence);
+      for (int i = 0; i < c.length; i++) w[6 + i] = Long.toString(c[i]);
+      return w;
+    }
+
+    static ExecutorReport fromWire(Object message) {
+      if (!(message instanceof String[] w) || w.length < 6 || !TAG.equals(w[0])) return null;
+      long[] c = new long[w.length - 6];
+      for (int i = 0; i < c.length; i++) c[i] = Long.parseLong(w[6 + i]);
+      return new ExecutorReport(w[1], w[2], w[3], w[4], Long.parseLong(w[5]),
+          SegmentGemmMetrics.Snapshot.fromLongs(c));
+    }
+  }
+
+  @Override
+  public DriverPlugin driverPlugin() {
+    return new Driver();
+  }
+
+  @Override
+  public ExecutorPlugin executorPlugin() {
+    return new Executor();
+  }
+
+  /** The latest report of every executor of this application (on the driver). */
+  public static Map<String, ExecutorReport> executorReports() {
+    return new TreeMap<>(REPORTS);
+  }
+
+  /** The sum of every executor's counters (on the driver). */
+  public static SegmentGemmMetrics.Snapshot totals() {
+    SegmentGemmMetrics.Snapshot t = SegmentGemmMetrics.Snapshot.ZERO;
+    for (ExecutorReport r : REPORTS.values()) t = t.plus(r.metrics());
+    return t;
+  }
+
+  static final class Driver implements DriverPlugin {
+    @Override
+    public Map<String, String> init(SparkContext sc, PluginContext ctx) {
+      SparkConf conf = sc.conf();
+      Map<String, String> all = new TreeMap<>();
+      for (Tuple2<String, String> kv : conf.getAll()) all.put(kv._1(), kv._2());
+      SegmentGemmConf.validate(all);
+      conf.set(EXTENSIONS_KEY, withExtension(conf.get(EXTENSIONS_KEY, "")));
+      REPORTS.clear();
+      return Map.of();
+    }
+
+    @Override
+    public Object receive(Object message) {
+      ExecutorReport r = ExecutorReport.fromWire(message);
+      if (r != null) {
+        REPORTS.merge(r.executorId(), r, (old, now) -> now.sequence() > old.sequence() ? now : old);
+      }
+      return Boolean.TRUE;
+    }
+  }
+
+  /** The extensions list with ours appended once. */
+  static String withExtension(String current) {
+    Set<String> names = new LinkedHashSet<>();
+    for (String n : current.split(",")) if (!n.isBlank()) names.add(n.trim());
+    names.add(SegmentGemmExtensions.class.getName());
+    return String.join(",", names);
+  }
+
+  static final class Executor implements ExecutorPlugin {
+    private PluginContext ctx;
+    private String assignedGpu = "";
+    private String device = "CPU";
+    private long sequence;
+    private SegmentGemmMetrics.Snapshot lastSent;
+    private boolean warned;
+
+    @Override
+    public void init(PluginContext ctx, Map<String, String> extraConf) {
+      this.ctx = ctx;
+      ResourceInformation gpu = ctx.resources().get("gpu");
+      if (gpu != null) assignedGpu = String.join(",", gpu.addresses());
+      if (Gpu.isAvailable()) {
+        int ordinal = gpu != null && gpu.addresses().length > 0
+            ? Integer.parseInt(gpu.addresses()[0]) : 0;
+        device = "GPU " + ordinal + ": " + SegmentGemmNative.deviceQuery(ordinal);
+        boolean rapids = rapidsEnabled(ctx.conf());
+        LOG.info("segment_gemm on executor {}: {}{}; native library {}{}", ctx.executorID(),
+            device, gpu == null ? "" : " (Spark assigned GPU " + assignedGpu + ")",
+            SegmentGemmNative.libraryVersion(), rapids ? ""
+                : ". The RAPIDS Accelerator is not enabled (spark.plugins lacks "
+                + "com.nvidia.spark.SQLPlugin, or spark.rapids.sql.enabled=false): the "
+                + "functions run on the CPU, row by row");
+        if (!rapids) device = "CPU (GPU present, RAPIDS Accelerator not enabled)";
+      } else {
+        LOG.warn("segment_gemm on executor {}: no usable GPU ({}): segment_gemm and lora_apply "
+            + "run on the CPU", ctx.executorID(), Gpu.unavailableReason().orElse("unknown"));
+      }
+      preloadAdapters(ctx.conf());
+      registerMetrics(ctx.metricRegistry());
+      lastSent = SegmentGemmMetrics.snapshot();
+    }
+
+    /** Reads the adapters once per executor, before the first task needs them. */
+    private void preloadAdapters(SparkConf conf) {
+      if (!conf.contains(SegmentGemmConf.ADAPTERS_PATH.key())) return;
+      try {
+        SegmentGemmSettings s = SegmentGemmConf.settings(conf);
+        AdapterRegistry.store(s);
+      } catch (RuntimeException e) {
+        // The tasks that use them report it, with their context; the executor stays up.
+        LOG.warn("segment_gemm: could not read the adapters at start-up: {}", e.getMessage());
+      }
+    }
+
+    private static void registerMetrics(MetricRegistry registry) {
+      gauge(registry, "rows", SegmentGemmMetrics.Snapshot::rows);
+      gauge(registry, "gpuRows", SegmentGemmMetrics.Snapshot::gpuRows);
+      gauge(registry, "cpuRows", SegmentGemmMetrics.Snapshot::cpuRows);
+      gauge(registry, "batches", SegmentGemmMetrics.Snapshot::batches);
+      gauge(registry, "segments", SegmentGemmMetrics.Snapshot::segments);
+      gauge(registry, "nativeCalls", SegmentGemmMetrics.Snapshot::nativeCalls);
+      gauge(registry, "featureBytes", SegmentGemmMetrics.Snapshot::featureBytes);
+      gauge(registry, "gpuUdfTimeNs", SegmentGemmMetrics.Snapshot::gpuUdfNanos);
+      gauge(registry, "kernelTimeNs", SegmentGemmMetrics.Snapshot::kernelNanos);
+      gauge(registry, "cpuUdfTimeNs", SegmentGemmMetrics.Snapshot::cpuUdfNanos);
+      gauge(registry, "gpuDevice", s -> s.gpuDevice());
+    }
+
+    private static void gauge(MetricRegistry registry, String name,
+        ToLongFunction<SegmentGemmMetrics.Snapshot> f) {
+      registry.register(name, (Gauge<Long>) () -> f.applyAsLong(SegmentGemmMetrics.snapshot()));
+    }
+
+    /** The context's host name: its RPC address, which executors in client mode lack. */
+    private String hostname() {
+      try {
+        return ctx.hostname();
+      } catch (RuntimeException e) {
+        try {
+          return java.net.InetAddress.getLocalHost().getHostName();
+        } catch (java.net.UnknownHostException u) {
+          return "unknown";
+        }
+      }
+    }
+
+    @Override
+    public void onTaskSucceeded() {
+      report();
+    }
+
+    @Override
+    public void onTaskFailed(TaskFailedReason reason) {
+      report();
+    }
+
+    @Override
+    public void shutdown() {
+      AdapterRegistry.clear();
+    }
+
+    /**
+     * Sends the counters to the driver when they changed. Spark calls this after the task's
+     * result went to the driver, so a report can arrive just after its job ends: readers that
+     * need every row wait for them ({@link SegmentGemmJob}).
+     */
+    private void report() {
+      SegmentGemmMetrics.Snapshot now = SegmentGemmMetrics.snapshot();
+      ExecutorReport r;
+      synchronized (this) {
+        if (now.equals(lastSent)) return;
+        lastSent = now;
+        r = new ExecutorReport(ctx.executorID(), hostname(), assignedGpu,
+            now.gpuDevice() >= 0 ? "GPU " + now.gpuDevice() : device, ++sequence, now);
+      }
+      try {
+        ctx.ask(r.toWire());
+      } catch (Exception e) {
+        if (!warned) LOG.warn("segment_gemm: could not send metrics to the driver", e);
+        warned = true;
+      }
+    }
+  }
+
+  /** Whether this executor's RAPIDS Accelerator will run SQL on the GPU. */
+  static boolean rapidsEnabled(SparkConf conf) {
+    List<String> plugins = Arrays.asList(conf.get("spark.plugins", "").split(","));
+    return plugins.stream().anyMatch(p -> p.trim().equals("com.nvidia.spark.SQLPlugin"))
+        && conf.getBoolean("spark.rapids.sql.enabled", true);
+  }
+}

@@ -1,0 +1,99 @@
+package com.sparksegmentgemm;
+
+import ai.rapids.cudf.Cuda;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * What the UDFs of this JVM (an executor) have done, for Spark's metric system and the job's
+ * summary: the Spark plugin publishes these counters (spark-plugin's
+ * {@code SegmentGemmExecutorPlugin}); they live here because the UDFs update them. Counters only
+ * grow; {@link #snapshot()} reads them all.
+ */
+public final class SegmentGemmMetrics {
+  private static final LongAdder ROWS = new LongAdder();
+  private static final LongAdder GPU_ROWS = new LongAdder();
+  private static final LongAdder CPU_ROWS = new LongAdder();
+  private static final LongAdder BATCHES = new LongAdder();
+  private static final LongAdder SEGMENTS = new LongAdder();
+  private static final LongAdder NATIVE_CALLS = new LongAdder();
+  private static final LongAdder FEATURE_BYTES = new LongAdder();
+  private static final LongAdder GPU_UDF_NANOS = new LongAdder();
+  private static final LongAdder KERNEL_NANOS = new LongAdder();
+  private static final LongAdder GROUP_NANOS = new LongAdder();
+  private static final LongAdder GATHER_NANOS = new LongAdder();
+  private static final LongAdder SCATTER_NANOS = new LongAdder();
+  private static final LongAdder CPU_UDF_NANOS = new LongAdder();
+  private static final AtomicInteger GPU_DEVICE = new AtomicInteger(-1);
+
+  private SegmentGemmMetrics() {}
+
+  /** The counters at one moment; device is the CUDA device of the last GPU batch, or -1. */
+  public record Snapshot(long rows, long gpuRows, long cpuRows, long batches, long segments,
+      long nativeCalls, long featureBytes, long gpuUdfNanos, long kernelNanos, long groupNanos,
+      long gatherNanos, long scatterNanos, long cpuUdfNanos, int gpuDevice) {
+
+    /** Sums of two executors' counters (the device of the other when this has none). */
+    public Snapshot plus(Snapshot o) {
+      return new Snapshot(rows + o.rows, gpuRows + o.gpuRows, cpuRows + o.cpuRows,
+          batches + o.batches, segments + o.segments, nativeCalls + o.nativeCalls,
+          featureBytes + o.featureBytes, gpuUdfNanos + o.gpuUdfNanos, kernelNanos + o.kernelNanos,
+          groupNanos + o.groupNanos, gatherNanos + o.gatherNanos, scatterNanos + o.scatterNanos,
+          cpuUdfNanos + o.cpuUdfNanos, gpuDevice >= 0 ? gpuDevice : o.gpuDevice);
+    }
+
+    /** This minus an earlier snapshot of the same counters. */
+    public Snapshot minus(Snapshot o) {
+      return new Snapshot(rows - o.rows, gpuRows - o.gpuRows, cpuRows - o.cpuRows,
+          batches - o.batches, segments - o.segments, nativeCalls - o.nativeCalls,
+          featureBytes - o.featureBytes, gpuUdfNanos - o.gpuUdfNanos, kernelNanos - o.kernelNanos,
+          groupNanos - o.groupNanos, gatherNanos - o.gatherNanos, scatterNanos - o.scatterNanos,
+          cpuUdfNanos - o.cpuUdfNanos, gpuDevice);
+    }
+
+    public static final Snapshot ZERO = new Snapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1);
+
+    /** Every field, in declaration order (for messages of JDK types only). */
+    public long[] toLongs() {
+      return new long[] {rows, gpuRows, cpuRows, batches, segments, nativeCalls, featureBytes,
+          gpuUdfNanos, kernelNanos, groupNanos, gatherNanos, scatterNanos, cpuUdfNanos, gpuDevice};
+    }
+
+    public static Snapshot fromLongs(long[] v) {
+      if (v.length != 14) throw new IllegalArgumentException("a snapshot has 14 fields, not " + v.length);
+      return new Snapshot(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
+          v[11], v[12], (int) v[13]);
+    }
+  }
+
+  /** One batch of the GPU path: rows in, bytes of features read, phase times, wall time. */
+  static void recordGpuBatch(long rows, long featureBytes, PhaseTimes t, long udfNanos) {
+    ROWS.add(rows);
+    GPU_ROWS.add(rows);
+    BATCHES.increment();
+    SEGMENTS.add(t.segments);
+    NATIVE_CALLS.add(t.nativeCalls);
+    FEATURE_BYTES.add(featureBytes);
+    GPU_UDF_NANOS.add(udfNanos);
+    KERNEL_NANOS.add(t.kernelNs);
+    GROUP_NANOS.add(t.groupNs);
+    GATHER_NANOS.add(t.gatherNs);
+    SCATTER_NANOS.add(t.scatterNs);
+    GPU_DEVICE.set(Cuda.getDevice());
+  }
+
+  /** One row of the CPU path. */
+  static void recordCpuRow(long featureBytes, long nanos) {
+    ROWS.increment();
+    CPU_ROWS.increment();
+    FEATURE_BYTES.add(featureBytes);
+    CPU_UDF_NANOS.add(nanos);
+  }
+
+  public static Snapshot snapshot() {
+    return new Snapshot(ROWS.sum(), GPU_ROWS.sum(), CPU_ROWS.sum(), BATCHES.sum(),
+        SEGMENTS.sum(), NATIVE_CALLS.sum(), FEATURE_BYTES.sum(), GPU_UDF_NANOS.sum(),
+        KERNEL_NANOS.sum(), GROUP_NANOS.sum(), GATHER_NANOS.sum(), SCATTER_NANOS.sum(),
+        CPU_UDF_NANOS.sum(), GPU_DEVICE.get());
+  }
+}

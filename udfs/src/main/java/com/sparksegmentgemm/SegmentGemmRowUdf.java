@@ -1,0 +1,110 @@
+package com.sparksegmentgemm;
+
+import com.sparksegmentgemm.nativelib.DType;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.api.java.UDF2;
+import org.apache.spark.sql.expressions.UserDefinedFunction;
+import org.apache.spark.sql.functions;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.DataTypes;
+import scala.collection.Seq;
+import scala.runtime.AbstractFunction2;
+
+/**
+ * The row-by-row (CPU) path of {@code segment_gemm(adapter_id, features ARRAY<FLOAT>) ->
+ * ARRAY<FLOAT>} ({@code features . W} for the adapter's weight W) and of
+ * {@code lora_apply(adapter_id, features)} ({@code features . A^T . B^T . (alpha / r)} for the
+ * adapter's PEFT LoRA weights, the intermediate rows rounded to the compute dtype), in the compute
+ * dtype of its settings. It needs neither cuDF nor the RAPIDS Accelerator on the classpath, so a
+ * CPU-only cluster runs it as it is; {@link SegmentGemmUdf} adds the GPU path.
+ *
+ * <p>It is both a Java {@code UDF2} (for {@code spark.udf().register}) and a Scala function (for
+ * the {@code ScalaUDF} expressions the SQL functions build). adapter_id may be STRING, INT or
+ * LONG (a number matches the adapter whose id is its decimal string). A null adapter_id or null
+ * features give a null row. Serializable; it touches no GPU.
+ */
+public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, float[]>
+    implements UDF2<Object, Seq<Float>, float[]> {
+  private static final long serialVersionUID = 1L;
+
+  /** ARRAY&lt;FLOAT&gt; without null elements. */
+  public static final DataType RETURN_TYPE =
+      DataTypes.createArrayType(DataTypes.FloatType, false);
+
+  private final SegmentGemmSettings settings;
+  private final AdapterWeights.Function function;
+  private transient AdapterWeights weights;
+
+  public SegmentGemmRowUdf(SegmentGemmSettings settings, AdapterWeights.Function function) {
+    this.settings = settings;
+    this.function = function;
+  }
+
+  public SegmentGemmSettings settings() {
+    return settings;
+  }
+
+  public AdapterWeights.Function sqlFunction() {
+    return function;
+  }
+
+  /** Registers this UDF under name in the session, for SQL. */
+  public void register(SparkSession spark, String name) {
+    spark.udf().register(name, this, RETURN_TYPE);
+  }
+
+  /** The UDF for the DataFrame API: {@code df.select(udf.function().apply(col("id"), col("x")))}. */
+  public UserDefinedFunction function() {
+    return functions.udf(this, RETURN_TYPE);
+  }
+
+  /** The CPU path: one row. */
+  @Override
+  public float[] call(Object adapterId, Seq<Float> features) {
+    long start = System.nanoTime();
+    float[] y = compute(adapterId, features);
+    SegmentGemmMetrics.recordCpuRow(features == null ? 0 : 4L * features.length(),
+        System.nanoTime() - start);
+    return y;
+  }
+
+  private float[] compute(Object adapterId, Seq<Float> features) {
+    if (adapterId == null || features == null) return null;
+    AdapterWeights w = weights();
+    String id = adapterId.toString();
+    int a = w.indexOf(id);
+    if (a < 0) return badRow(BadRowException.unknownAdapter(w, id, ""));
+    int dIn = w.dIn();
+    if (features.length() != dIn) {
+      return badRow(BadRowException.wrongLength(w, id, features.length(), ""));
+    }
+    DType dtype = settings.computeDtype();
+    float[] x = new float[dIn];
+    for (int i = 0; i < dIn; i++) {
+      Float v = features.apply(i);
+      if (v == null) return badRow(BadRowException.nullValue(w, id, ""));
+      x[i] = dtype.round(v);
+    }
+    return w.multiply(a, x, 1, dtype);
+  }
+
+  /** The same as {@link #call}: what Spark's ScalaUDF calls when the SQL functions build it. */
+  @Override
+  public float[] apply(Object adapterId, Seq<Float> features) {
+    return call(adapterId, features);
+  }
+
+  private float[] badRow(BadRowException e) {
+    if (settings.onBadRow() == SegmentGemmConf.OnBadRow.NULL) return null;
+    throw e;
+  }
+
+  private AdapterWeights weights() {
+    AdapterWeights w = weights;
+    if (w == null) {
+      w = AdapterRegistry.weights(settings, function);
+      weights = w;
+    }
+    return w;
+  }
+}
