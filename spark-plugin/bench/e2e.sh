@@ -5,7 +5,8 @@
 #   spark-plugin/bench/e2e.sh STAGE WORK OUT [proof] [bench]
 # STAGE: the unpacked stage (target/gpu-test-libs, .carry/jre); WORK: scratch (~20 GB for the
 # benchmark); OUT: logs. Sizes: E2E_ROWS (2000000), E2E_DIM (1024), E2E_ADAPTERS (100),
-# E2E_SLICE (100000 rows for the CPU fallback), E2E_TINY (200 rows for the SQL baseline);
+# E2E_SLICE (100000 rows for the CPU fallback), E2E_TINY (200 rows for the SQL baseline),
+# E2E_PROOF_ROWS (200000), E2E_PROOF_DIM (256);
 # E2E_GPU=off runs everything without the RAPIDS Accelerator (a dry run on a CPU machine).
 set -uo pipefail
 stage=${1:?stage folder}; work=${2:?work folder}; out=${3:?output folder}; shift 3
@@ -20,6 +21,10 @@ rapids=$(ls "$libs"/rapids/rapids-4-spark_*.jar 2>/dev/null | head -1)
 ours=$(ls "$libs"/app/segment-gemm-spark-plugin-*-all.jar)
 tests=$(ls "$libs"/app/segment-gemm-spark-plugin-*-tests.jar)
 
+# netlib's vectorised Java BLAS (the CPU path) needs the vector module, where the runtime has it.
+vector=()
+"$java" --list-modules 2>/dev/null | grep -q '^jdk.incubator.vector' && vector=(--add-modules=jdk.incubator.vector)
+
 # Spark's launcher, as spark-submit runs it (RAPIDS' shim loader needs SparkSubmit's class
 # loader); the JVM is the driver and, in local mode, the executor.
 submit() {
@@ -31,7 +36,7 @@ submit() {
     --conf spark.rapids.sql.enabled=true --conf spark.rapids.sql.explain=NOT_ON_GPU
     --conf spark.rapids.sql.concurrentGpuTasks=2 --conf spark.rapids.memory.pinnedPool.size=8g)
   local start=$(date +%s%N)
-  "$java" -Xmx${E2E_HEAP:-64g} -Dai.rapids.refcount.debug=${E2E_REFCOUNT:-false} \
+  "$java" -Xmx${E2E_HEAP:-64g} -Dai.rapids.refcount.debug=${E2E_REFCOUNT:-false} "${vector[@]}" \
     --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.lang.invoke=ALL-UNNAMED \
     --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED \
     --add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED \
@@ -52,8 +57,9 @@ job() { local log=$1; shift; submit "$log" --class com.sparksegmentgemm.spark.Se
 
 if [[ " $steps " == *" proof "* ]]; then
   echo "== proof: the UDF in RAPIDS' physical plan, the same rows as the CPU, our metrics"
-  python3 "$here/gen_e2e.py" --out "$work/proof" --rows 200000 --d-in 256 --d-out 256 --adapters 32 \
-    --files 4 | tee "$out/proof-gen.log"
+  prows=${E2E_PROOF_ROWS:-200000}; pdim=${E2E_PROOF_DIM:-256}
+  python3 "$here/gen_e2e.py" --out "$work/proof" --rows "$prows" --d-in "$pdim" --d-out "$pdim" \
+    --adapters 32 --files 4 | tee "$out/proof-gen.log"
   job "$out/proof-gpu.log" --input "$work/proof/input" --adapters "$work/proof/adapters" \
     --output "$work/proof/out-gpu" --mode overwrite --explain
   E2E_GPU_SAVED=$gpu; gpu=off
@@ -65,7 +71,7 @@ if [[ " $steps " == *" proof "* ]]; then
   sed -n '/^physical plan:/,/^$/p' "$out/proof-gpu.log" | head -30 > "$out/proof-plan.txt"
   echo "== the README's demo (dev/run-demo's main) with the GPU"
   submit "$out/demo.log" --class com.sparksegmentgemm.spark.SegmentGemmDemo "$ours" \
-    --gpu "$gpu" --dir "$work/demo"
+    --gpu "$gpu" --dir "$work/demo" --rows "$prows"
 fi
 
 if [[ " $steps " == *" bench "* ]]; then
