@@ -29,8 +29,8 @@ vector=()
 # loader); the JVM is the driver and, in local mode, the executor.
 submit() {
   local log=$1; shift
-  local jars=$tests
-  [ "$gpu" = on ] && jars=$rapids,$tests
+  local jars=$ours,$tests
+  [ "$gpu" = on ] && jars=$rapids,$ours,$tests
   local gpuconf=()
   [ "$gpu" = on ] && gpuconf=(--conf spark.plugins=com.nvidia.spark.SQLPlugin,com.sparksegmentgemm.spark.SegmentGemmPlugin
     --conf spark.rapids.sql.enabled=true --conf spark.rapids.sql.explain=NOT_ON_GPU
@@ -82,8 +82,10 @@ if [[ " $steps " == *" bench "* ]]; then
     --slice-rows "${E2E_SLICE:-100000}" --tiny-rows "${E2E_TINY:-200}" 2>&1 | tee "$out/bench-gen.log"
   echo "gen: $SECONDS s since the script started" | tee -a "$out/bench-gen.log"
   sync
+  # Larger input splits give the GPU fewer, larger batches (the RAPIDS Accelerator's own advice).
   job "$out/bench-gpu.log" --input "$work/bench/input" --adapters "$work/bench/adapters" \
-    --output "$work/bench/out-gpu" --mode overwrite --progress-seconds 10
+    --output "$work/bench/out-gpu" --mode overwrite --progress-seconds 10 \
+    --conf spark.sql.files.maxPartitionBytes=${E2E_GPU_SPLIT:-512m}
   E2E_GPU_SAVED=$gpu; gpu=off
   job "$out/bench-cpu.log" --input "$work/bench/slice" --adapters "$work/bench/adapters" \
     --output "$work/bench/out-cpu" --mode overwrite --progress-seconds 10

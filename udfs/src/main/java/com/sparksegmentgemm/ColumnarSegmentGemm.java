@@ -81,7 +81,13 @@ public final class ColumnarSegmentGemm {
   public ColumnVector evaluate(ColumnView ids, ColumnView features) {
     long begin = System.nanoTime();
     PhaseTimes before = times.copy();
-    ColumnVector result = evaluateTimed(ids, features);
+    ColumnVector result;
+    SegmentGemmMetrics.gpuBatchStarted();
+    try {
+      result = evaluateTimed(ids, features);
+    } finally {
+      SegmentGemmMetrics.gpuBatchEnded();
+    }
     SegmentGemmMetrics.recordGpuBatch(ids.getRowCount(), (long) ids.getRowCount() * dIn * 4,
         times.minus(before), System.nanoTime() - begin);
     return result;

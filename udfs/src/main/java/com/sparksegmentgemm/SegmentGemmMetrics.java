@@ -24,14 +24,23 @@ public final class SegmentGemmMetrics {
   private static final LongAdder GATHER_NANOS = new LongAdder();
   private static final LongAdder SCATTER_NANOS = new LongAdder();
   private static final LongAdder CPU_UDF_NANOS = new LongAdder();
+  private static final LongAdder GPU_UDF_BUSY_NANOS = new LongAdder();
   private static final AtomicInteger GPU_DEVICE = new AtomicInteger(-1);
+  private static final Object BUSY = new Object();
+  private static int active;       // GPU batches in progress (task threads overlap)
+  private static long busySince;
 
   private SegmentGemmMetrics() {}
 
-  /** The counters at one moment; device is the CUDA device of the last GPU batch, or -1. */
+  /**
+   * The counters at one moment. Times are summed over batches, which several task threads run
+   * at once; gpuUdfBusyNanos is the wall time during which at least one GPU batch ran (the
+   * union of their intervals). device is the CUDA device of the last GPU batch, or -1.
+   */
   public record Snapshot(long rows, long gpuRows, long cpuRows, long batches, long segments,
       long nativeCalls, long featureBytes, long gpuUdfNanos, long kernelNanos, long groupNanos,
-      long gatherNanos, long scatterNanos, long cpuUdfNanos, int gpuDevice) {
+      long gatherNanos, long scatterNanos, long cpuUdfNanos, long gpuUdfBusyNanos,
+      int gpuDevice) {
 
     /** Sums of two executors' counters (the device of the other when this has none). */
     public Snapshot plus(Snapshot o) {
@@ -39,7 +48,8 @@ public final class SegmentGemmMetrics {
           batches + o.batches, segments + o.segments, nativeCalls + o.nativeCalls,
           featureBytes + o.featureBytes, gpuUdfNanos + o.gpuUdfNanos, kernelNanos + o.kernelNanos,
           groupNanos + o.groupNanos, gatherNanos + o.gatherNanos, scatterNanos + o.scatterNanos,
-          cpuUdfNanos + o.cpuUdfNanos, gpuDevice >= 0 ? gpuDevice : o.gpuDevice);
+          cpuUdfNanos + o.cpuUdfNanos, gpuUdfBusyNanos + o.gpuUdfBusyNanos,
+          gpuDevice >= 0 ? gpuDevice : o.gpuDevice);
     }
 
     /** This minus an earlier snapshot of the same counters. */
@@ -48,21 +58,36 @@ public final class SegmentGemmMetrics {
           batches - o.batches, segments - o.segments, nativeCalls - o.nativeCalls,
           featureBytes - o.featureBytes, gpuUdfNanos - o.gpuUdfNanos, kernelNanos - o.kernelNanos,
           groupNanos - o.groupNanos, gatherNanos - o.gatherNanos, scatterNanos - o.scatterNanos,
-          cpuUdfNanos - o.cpuUdfNanos, gpuDevice);
+          cpuUdfNanos - o.cpuUdfNanos, gpuUdfBusyNanos - o.gpuUdfBusyNanos, gpuDevice);
     }
 
-    public static final Snapshot ZERO = new Snapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1);
+    public static final Snapshot ZERO = new Snapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1);
 
     /** Every field, in declaration order (for messages of JDK types only). */
     public long[] toLongs() {
       return new long[] {rows, gpuRows, cpuRows, batches, segments, nativeCalls, featureBytes,
-          gpuUdfNanos, kernelNanos, groupNanos, gatherNanos, scatterNanos, cpuUdfNanos, gpuDevice};
+          gpuUdfNanos, kernelNanos, groupNanos, gatherNanos, scatterNanos, cpuUdfNanos,
+          gpuUdfBusyNanos, gpuDevice};
     }
 
     public static Snapshot fromLongs(long[] v) {
-      if (v.length != 14) throw new IllegalArgumentException("a snapshot has 14 fields, not " + v.length);
+      if (v.length != 15) throw new IllegalArgumentException("a snapshot has 15 fields, not " + v.length);
       return new Snapshot(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
-          v[11], v[12], (int) v[13]);
+          v[11], v[12], v[13], (int) v[14]);
+    }
+  }
+
+  /** A GPU batch starts (for the busy time). */
+  static void gpuBatchStarted() {
+    synchronized (BUSY) {
+      if (active++ == 0) busySince = System.nanoTime();
+    }
+  }
+
+  /** A GPU batch ends, done or failed. */
+  static void gpuBatchEnded() {
+    synchronized (BUSY) {
+      if (--active == 0) GPU_UDF_BUSY_NANOS.add(System.nanoTime() - busySince);
     }
   }
 
@@ -94,6 +119,6 @@ public final class SegmentGemmMetrics {
     return new Snapshot(ROWS.sum(), GPU_ROWS.sum(), CPU_ROWS.sum(), BATCHES.sum(),
         SEGMENTS.sum(), NATIVE_CALLS.sum(), FEATURE_BYTES.sum(), GPU_UDF_NANOS.sum(),
         KERNEL_NANOS.sum(), GROUP_NANOS.sum(), GATHER_NANOS.sum(), SCATTER_NANOS.sum(),
-        CPU_UDF_NANOS.sum(), GPU_DEVICE.get());
+        CPU_UDF_NANOS.sum(), GPU_UDF_BUSY_NANOS.sum(), GPU_DEVICE.get());
   }
 }

@@ -400,12 +400,25 @@ public final class SegmentGemmJob {
     String where = u.gpuRows() > 0 && u.cpuRows() == 0 ? "GPU"
         : u.cpuRows() > 0 && u.gpuRows() == 0 ? "CPU"
         : u.rows() == 0 ? "no rows seen by the UDF" : "GPU and CPU";
-    double udfSeconds = (u.gpuUdfNanos() + u.cpuUdfNanos()) / 1e9;
-    String udf = u.rows() == 0 ? where : String.format(Locale.ROOT,
-        "%s: UDF %.2f s, %.2f GB/s of features%s", where, udfSeconds,
-        udfSeconds == 0 ? 0 : u.featureBytes() / udfSeconds / 1e9,
-        u.gpuRows() > 0 ? String.format(Locale.ROOT, ", kernels %.2f s in %,d native calls over %,d segments",
-            u.kernelNanos() / 1e9, u.nativeCalls(), u.segments()) : "");
+    String udf;
+    if (u.rows() == 0) {
+      udf = where;
+    } else if (u.gpuRows() > 0) {
+      // Task threads overlap: GB/s over the wall time some GPU batch was running; the phases
+      // are summed over batches.
+      double busy = u.gpuUdfBusyNanos() / 1e9;
+      udf = String.format(Locale.ROOT, "%s: UDF busy %.2f s, %.2f GB/s of features; summed over "
+          + "%,d batches: UDF %.2f s = group %.2f + gather %.2f + kernels %.2f + scatter %.2f "
+          + "+ other %.2f s; %,d native calls over %,d segments", where, busy,
+          busy == 0 ? 0 : u.featureBytes() / busy / 1e9, u.batches(), u.gpuUdfNanos() / 1e9,
+          u.groupNanos() / 1e9, u.gatherNanos() / 1e9, u.kernelNanos() / 1e9,
+          u.scatterNanos() / 1e9, (u.gpuUdfNanos() - u.groupNanos() - u.gatherNanos()
+              - u.kernelNanos() - u.scatterNanos()) / 1e9, u.nativeCalls(), u.segments());
+    } else {
+      double cpu = u.cpuUdfNanos() / 1e9;
+      udf = String.format(Locale.ROOT, "%s: UDF %.2f s summed over task threads, %.3f GB/s of "
+          + "features per thread", where, cpu, cpu == 0 ? 0 : u.featureBytes() / cpu / 1e9);
+    }
     return String.format(Locale.ROOT,
         "%s: %,d rows in %.2f s, %,.0f rows/s, %.3f GB/s of features (d_in %d) [%s] -> %s",
         o.function().sqlName(), r.rows(), r.seconds(), r.rowsPerSecond(), r.gbPerSecond(),

@@ -91,7 +91,7 @@ class SegmentGemmJobTest {
     String line = SegmentGemmJob.summary(SegmentGemmJob.Options.parse("--input", "x", "--output",
         o.output().toString()), r);
     assertTrue(line.matches("segment_gemm: 1,200 rows in [0-9.]+ s, [0-9,]+ rows/s, [0-9.]+ GB/s "
-        + "of features \\(d_in 32\\) \\[CPU: UDF [0-9.]+ s, [0-9.]+ GB/s of features\\] -> .*"), line);
+        + "of features \\(d_in 32\\) \\[CPU: UDF [0-9.]+ s summed over task threads, [0-9.]+ GB/s of features per thread\\] -> .*"), line);
 
     List<Row> expected = SPARK.read().parquet(o.output().toString()).orderBy("id").collectAsList();
     SPARK.read().parquet(o.input().toString())
