@@ -120,7 +120,7 @@ public final class SegmentGemmDemo {
   }
 
   static int run(String[] args, PrintStream out, PrintStream err) {
-    if (Arrays.asList(args).contains("--help") || Arrays.asList(args).contains("-h")) {
+    if (SegmentGemmJob.wantsHelp(args)) {
       out.println(USAGE);
       return 0;
     }

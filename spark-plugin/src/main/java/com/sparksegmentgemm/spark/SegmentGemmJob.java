@@ -173,9 +173,13 @@ public final class SegmentGemmJob {
     System.exit(run(args, System.out, System.err));
   }
 
+  static boolean wantsHelp(String[] args) {
+    return Arrays.asList(args).contains("--help") || Arrays.asList(args).contains("-h");
+  }
+
   /** The whole command line: parse, start Spark, run, print; returns the exit code. */
   static int run(String[] args, PrintStream out, PrintStream err) {
-    if (Arrays.asList(args).contains("--help") || Arrays.asList(args).contains("-h")) {
+    if (wantsHelp(args)) {
       out.println(USAGE);
       return 0;
     }

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.sparksegmentgemm.AdapterRegistry;
 import com.sparksegmentgemm.SharedSpark;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -24,9 +23,7 @@ class SegmentGemmDemoTest {
 
   @AfterEach
   void forgetAdapters() {
-    SPARK.conf().unset("spark.segmentgemm.adapters.path");
-    SPARK.conf().unset("spark.segmentgemm.computeDtype");
-    AdapterRegistry.clear();
+    SessionReset.forgetAdapters();
   }
 
   @Test

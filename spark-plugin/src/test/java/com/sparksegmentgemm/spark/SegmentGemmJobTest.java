@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.sparksegmentgemm.AdapterRegistry;
 import com.sparksegmentgemm.SharedSpark;
 import com.sparksegmentgemm.nativelib.DType;
 import java.io.ByteArrayOutputStream;
@@ -29,10 +28,7 @@ class SegmentGemmJobTest {
 
   @AfterEach
   void forgetAdapters() {
-    for (String k : List.of("spark.segmentgemm.adapters.path", "spark.segmentgemm.computeDtype")) {
-      SPARK.conf().unset(k);
-    }
-    AdapterRegistry.clear();
+    SessionReset.forgetAdapters();
   }
 
   private record Cli(int code, String out, String err) {}

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.nvidia.spark.RapidsUDF;
-import com.sparksegmentgemm.AdapterRegistry;
 import com.sparksegmentgemm.SegmentGemmMetrics;
 import com.sparksegmentgemm.SegmentGemmUdf;
 import com.sparksegmentgemm.SharedSpark;
@@ -38,9 +37,7 @@ class SegmentGemmSqlTest {
 
   @AfterEach
   void forgetAdapters() {
-    SPARK.conf().unset("spark.segmentgemm.adapters.path");
-    SPARK.conf().unset("spark.segmentgemm.computeDtype");
-    AdapterRegistry.clear();
+    SessionReset.forgetAdapters();
   }
 
   /** Small generated data and adapters for a function and dtype, pointed at by the session. */
