@@ -146,9 +146,7 @@ public final class SegmentGemmPlugin implements SparkPlugin {
       ResourceInformation gpu = ctx.resources().get("gpu");
       if (gpu != null) assignedGpu = String.join(",", gpu.addresses());
       if (Gpu.isAvailable()) {
-        int ordinal = gpu != null && gpu.addresses().length > 0
-            ? Integer.parseInt(gpu.addresses()[0]) : 0;
-        device = "GPU " + ordinal + ": " + SegmentGemmNative.deviceQuery(ordinal);
+        device = describeDevice(gpu);
         boolean rapids = rapidsEnabled(ctx.conf());
         LOG.info("segment_gemm on executor {}: {}{}; native library {}{}", ctx.executorID(),
             device, gpu == null ? "" : " (Spark assigned GPU " + assignedGpu + ")",
@@ -164,6 +162,26 @@ public final class SegmentGemmPlugin implements SparkPlugin {
       preloadAdapters(ctx.conf());
       registerMetrics(ctx.metricRegistry());
       lastSent = SegmentGemmMetrics.snapshot();
+    }
+
+    /**
+     * The GPU Spark assigned, as this process sees it. An address need not be a CUDA ordinal
+     * here (a resource manager may have narrowed CUDA_VISIBLE_DEVICES): then device 0 is
+     * described; the device each batch really ran on is in the metrics (gpuDevice).
+     */
+    private static String describeDevice(ResourceInformation gpu) {
+      int visible = SegmentGemmNative.deviceCount();
+      int ordinal = 0;
+      if (gpu != null && gpu.addresses().length > 0) {
+        try {
+          ordinal = Integer.parseInt(gpu.addresses()[0].trim());
+        } catch (NumberFormatException e) {
+          ordinal = 0;
+        }
+        if (ordinal < 0 || ordinal >= visible) ordinal = 0;
+      }
+      return "GPU " + ordinal + " of " + visible + " visible: "
+          + SegmentGemmNative.deviceQuery(ordinal);
     }
 
     /** Reads the adapters once per executor, before the first task needs them. */

@@ -22,10 +22,12 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The shaded jar on a real Spark standalone cluster: a master and two workers started with
- * Spark's own scripts (dev/spark-cluster, Spark from the pyspark package), the job submitted
- * with spark-submit --master spark://..., its output equal to a spark-submit --master local[2]
- * run of the same jar, and checked against the double-precision reference. The cluster is
- * stopped even when the test fails.
+ * Spark's own scripts (dev/spark-cluster, Spark from the pyspark package), each worker owning
+ * one GPU address (a resources file: there is no GPU here, but Spark assigns addresses all the
+ * same, as on a multi-GPU host), the job submitted with spark-submit --master spark://... and
+ * one GPU per executor, its output equal to a spark-submit --master local[2] run of the same
+ * jar, and checked against the double-precision reference. The cluster is stopped even when the
+ * test fails.
  */
 class StandaloneClusterIT {
   private static final Path ROOT = Path.of(System.getProperty("repo.root", ".")).toAbsolutePath();
@@ -54,8 +56,10 @@ class StandaloneClusterIT {
   }
 
   private static Run submit(String sparkHome, String master, SegmentGemmDemo.Options o,
-      Path out, String name) throws IOException, InterruptedException {
-    List<String> cmd = new ArrayList<>(List.of(sparkHome + "/bin/spark-submit", "--master", master,
+      Path out, String name, String... conf) throws IOException, InterruptedException {
+    List<String> cmd = new ArrayList<>(List.of(sparkHome + "/bin/spark-submit", "--master", master));
+    cmd.addAll(List.of(conf));
+    cmd.addAll(List.of(
         "--conf", "spark.driver.extraJavaOptions=--add-modules=jdk.incubator.vector",
         "--conf", "spark.executor.extraJavaOptions=--add-modules=jdk.incubator.vector",
         "--conf", "spark.executor.memory=1g", "--conf", "spark.ui.enabled=false",
@@ -86,11 +90,17 @@ class StandaloneClusterIT {
     Run cluster;
     try {
       Run start = exec(dir.resolve("start.log"), "dev/spark-cluster", "start", "--workers", "2",
-          "--cores-per-worker", "1", "--memory-per-worker", "2g", "--dir", clusterDir.toString());
+          "--cores-per-worker", "1", "--memory-per-worker", "2g", "--gpus-per-worker", "1",
+          "--dir", clusterDir.toString());
       assertEquals(0, start.code(), "cluster start failed:\n" + start.output());
       String master = lastLine(start.output());
       assertTrue(master.startsWith("spark://127.0.0.1:"), master);
-      cluster = submit(sparkHome, master, o, o.output(), "cluster");
+      cluster = submit(sparkHome, master, o, o.output(), "cluster",
+          "--conf", "spark.executor.resource.gpu.amount=1",
+          "--conf", "spark.task.resource.gpu.amount=1",
+          // Both executors registered before the first task, so that both get work.
+          "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0",
+          "--conf", "spark.scheduler.maxRegisteredResourcesWaitingTime=120s");
     } finally {
       Run stop = exec(dir.resolve("stop.log"), "dev/spark-cluster", "stop", "--dir",
           clusterDir.toString());
@@ -99,15 +109,17 @@ class StandaloneClusterIT {
     System.out.println("StandaloneClusterIT, local[2]:\n" + summaryLines(localRun.output())
         + "\nStandaloneClusterIT, 2 workers:\n" + summaryLines(cluster.output()));
 
-    // The cluster's executors (ids 0 and 1, not the local driver) did the work, on the CPU.
-    Matcher m = Pattern.compile("executor (\\d+) on [^:]+: ([0-9,]+) rows").matcher(cluster.output());
+    // The cluster's executors (not the local driver) did the work, on the CPU, each with the
+    // GPU address of its own worker.
+    Matcher m = Pattern.compile("executor (\\d+) on [^:]+: ([0-9,]+) rows .*\\(Spark assigned GPU (\\d)\\)")
+        .matcher(cluster.output());
     long rows = 0;
-    int executors = 0;
+    java.util.Set<String> gpus = new java.util.TreeSet<>();
     while (m.find()) {
-      executors++;
       rows += Long.parseLong(m.group(2).replace(",", ""));
+      gpus.add(m.group(3));
     }
-    assertTrue(executors >= 1 && executors <= 2, cluster.output());
+    assertEquals(java.util.Set.of("0", "1"), gpus, "one GPU address per executor:\n" + cluster.output());
     assertEquals(20000, rows, "our metrics count every row once");
     assertTrue(cluster.output().contains("segment_gemm: 20,000 rows in "), cluster.output());
 
