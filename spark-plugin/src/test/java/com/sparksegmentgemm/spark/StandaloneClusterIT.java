@@ -86,6 +86,15 @@ class StandaloneClusterIT {
 
     Path local = dir.resolve("out-local");
     Run localRun = submit(sparkHome, "local[2]", o, local, "local");
+
+    // The driver plugin checks spark.segmentgemm.* as Spark starts, whoever set them.
+    List<String> bad = List.of(sparkHome + "/bin/spark-submit", "--master", "local[1]",
+        "--conf", "spark.segmentgemm.computDtype=fp16", "--class", SegmentGemmJob.class.getName(),
+        JAR.toString(), "--input", o.input().toString(), "--output", dir.resolve("never").toString());
+    Run badConf = exec(dir.resolve("bad-conf.log"), bad.toArray(new String[0]));
+    assertEquals(SegmentGemmJob.BAD_ARGUMENTS, badConf.code(), badConf.output());
+    assertTrue(badConf.output().contains("SegmentGemmJob: unknown configuration key "
+        + "spark.segmentgemm.computDtype"), badConf.output());
     Path clusterDir = dir.resolve("cluster");
     Run cluster;
     try {
