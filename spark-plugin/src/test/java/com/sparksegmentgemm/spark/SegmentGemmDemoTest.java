@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.sparksegmentgemm.SharedSpark;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -12,19 +11,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.SparkSession;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The demo's steps (generate, run the job, check) on the shared session, for both functions. */
-class SegmentGemmDemoTest {
-  private static final SparkSession SPARK = SharedSpark.get();
+class SegmentGemmDemoTest extends SharedSessionTest {
 
-  @AfterEach
-  void forgetAdapters() {
-    SessionReset.forgetAdapters();
-  }
 
   @Test
   void demoOfEachFunctionComputesEveryRowWithinTolerance(@TempDir Path dir) throws Exception {

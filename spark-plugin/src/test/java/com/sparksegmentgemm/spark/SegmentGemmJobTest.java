@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.sparksegmentgemm.SharedSpark;
 import com.sparksegmentgemm.nativelib.DType;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -15,21 +14,14 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.List;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.SparkSession;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The spark-submit job's flags, formats, errors and summary, in Spark local[2]. */
-class SegmentGemmJobTest {
+class SegmentGemmJobTest extends SharedSessionTest {
   @TempDir
   static Path dir;
-  private static final SparkSession SPARK = SharedSpark.get();
 
-  @AfterEach
-  void forgetAdapters() {
-    SessionReset.forgetAdapters();
-  }
 
   private record Cli(int code, String out, String err) {}
 

@@ -8,7 +8,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.nvidia.spark.RapidsUDF;
 import com.sparksegmentgemm.SegmentGemmMetrics;
 import com.sparksegmentgemm.SegmentGemmUdf;
-import com.sparksegmentgemm.SharedSpark;
 import com.sparksegmentgemm.nativelib.DType;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -17,9 +16,7 @@ import java.util.List;
 import java.util.Locale;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.expressions.ScalaUDF;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -30,15 +27,10 @@ import org.junit.jupiter.params.provider.EnumSource;
  * surefire configuration sets spark.plugins), on the CPU path here, against the demo's
  * double-precision reference.
  */
-class SegmentGemmSqlTest {
+class SegmentGemmSqlTest extends SharedSessionTest {
   @TempDir
   static Path dir;
-  private static final SparkSession SPARK = SharedSpark.get();
 
-  @AfterEach
-  void forgetAdapters() {
-    SessionReset.forgetAdapters();
-  }
 
   /** Small generated data and adapters for a function and dtype, pointed at by the session. */
   static SegmentGemmDemo.Options generate(String function, DType dtype, String sub) {
