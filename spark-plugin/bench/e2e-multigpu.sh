@@ -7,9 +7,10 @@
 #   spark-plugin/bench/e2e-multigpu.sh STAGE WORK OUT [GPUS]
 # STAGE, WORK, OUT as for e2e.sh; GPUS defaults to the GPUs nvidia-smi lists. Env: E2E_GPU=off
 # (no RAPIDS: a dry run on a CPU machine, GPU addresses are still assigned), E2E_WORKER_MEM (48g),
-# E2E_EXECUTOR_MEM (32g), E2E_CORES_PER_WORKER (cores / GPUS).
+# E2E_EXECUTOR_MEM (32g), E2E_CORES (all cores: the 1-GPU run gets them all, the N-GPU run
+# E2E_CORES / N per worker, so that only the GPUs differ).
 set -uo pipefail
-stage=${1:?stage folder}; work=${2:?work folder}; out=${3:?output folder}
+stage=$(cd "${1:?stage folder}" && pwd); work=${2:?work folder}; out=${3:?output folder}
 gpus=${4:-$(nvidia-smi -L 2>/dev/null | wc -l)}
 [ "$gpus" -ge 1 ] || { echo "no GPU listed; give GPUS" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,16 +20,20 @@ gpu=${E2E_GPU:-on}
 export JAVA_HOME=${JAVA_HOME_OVERRIDE:-$stage/.carry/jre} SPARK_LOCAL_IP=127.0.0.1
 # A SPARK_HOME from the staged launcher scripts and Spark's jars (the GPU machine has no Spark).
 export SPARK_HOME=$work/spark-home
-mkdir -p "$SPARK_HOME" "$out"
+mkdir -p "$SPARK_HOME" "$out" "$work"
+work=$(cd "$work" && pwd)
 cp -r "$libs/spark-home/bin" "$libs/spark-home/sbin" "$SPARK_HOME/"
 ln -sfn "$libs/spark-jars" "$SPARK_HOME/jars"
 rapids=$(ls "$libs"/rapids/rapids-4-spark_*.jar 2>/dev/null | head -1)
 ours=$(ls "$libs"/app/segment-gemm-spark-plugin-*-all.jar)
-cores=${E2E_CORES_PER_WORKER:-$(( $(nproc) / gpus ))}
+total_cores=${E2E_CORES:-$(nproc)}
 
-# run NAME WORKERS: a cluster of WORKERS one-GPU workers, the job on it, the cluster stopped.
+# run NAME WORKERS: a cluster of WORKERS one-GPU workers sharing the cores, the job on it (it
+# waits for every executor: spark.cores.max makes Spark's registration wait count), the
+# cluster stopped.
 run() {
   local name=$1 workers=$2 cluster=$work/cluster-$1
+  local cores=$((total_cores / workers))
   local url
   url=$("$root/dev/spark-cluster" start --workers "$workers" --cores-per-worker "$cores" \
     --memory-per-worker "${E2E_WORKER_MEM:-48g}" --gpus-per-worker 1 --dir "$cluster" | tail -1) \
@@ -47,6 +52,7 @@ run() {
     --conf spark.executor.memory="${E2E_EXECUTOR_MEM:-32g}" \
     --conf spark.executor.resource.gpu.amount=1 \
     --conf spark.task.resource.gpu.amount="$(python3 -c "print(1/$cores)")" \
+    --conf spark.cores.max=$((cores * workers)) \
     --conf spark.scheduler.minRegisteredResourcesRatio=1.0 \
     --conf spark.scheduler.maxRegisteredResourcesWaitingTime=120s \
     --conf spark.sql.files.maxPartitionBytes=512m "${gpuconf[@]}" \
@@ -62,7 +68,8 @@ run() {
   return $rc
 }
 
-run e2e_1gpu 1
-[ "$gpus" -ge 2 ] && run "e2e_${gpus}gpu" "$gpus" && \
-  python3 "$here/compare_outputs.py" "$work/bench/out-e2e_1gpu" "$work/bench/out-e2e_${gpus}gpu" \
-    --tol 1e-2 | tee "$out/compare-1-vs-${gpus}gpu.log"
+run e2e_1gpu 1 || exit 1
+[ "$gpus" -ge 2 ] || exit 0
+run "e2e_${gpus}gpu" "$gpus" || exit 1
+python3 "$here/compare_outputs.py" "$work/bench/out-e2e_1gpu" "$work/bench/out-e2e_${gpus}gpu" \
+  --tol 1e-2 | tee "$out/compare-1-vs-${gpus}gpu.log"

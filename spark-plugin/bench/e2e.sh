@@ -9,7 +9,7 @@
 # E2E_PROOF_ROWS (200000), E2E_PROOF_DIM (256);
 # E2E_GPU=off runs everything without the RAPIDS Accelerator (a dry run on a CPU machine).
 set -uo pipefail
-stage=${1:?stage folder}; work=${2:?work folder}; out=${3:?output folder}; shift 3
+stage=$(cd "${1:?stage folder}" && pwd); work=${2:?work folder}; out=${3:?output folder}; shift 3
 steps=${*:-proof bench}
 here=$(cd "$(dirname "$0")" && pwd)
 libs=$stage/target/gpu-test-libs
@@ -18,6 +18,11 @@ cores=$(nproc)
 gpu=${E2E_GPU:-on}
 mkdir -p "$work" "$out"
 rapids=$(ls "$libs"/rapids/rapids-4-spark_*.jar 2>/dev/null | head -1)
+if [ "$gpu" = on ] && [ -z "$rapids" ]; then
+  echo "no RAPIDS Accelerator jar under $libs/rapids (E2E_GPU=off runs without it)" >&2
+  exit 2
+fi
+failed=0   # any step that fails makes the script fail, after the others ran
 ours=$(ls "$libs"/app/segment-gemm-spark-plugin-*-all.jar)
 tests=$(ls "$libs"/app/segment-gemm-spark-plugin-*-tests.jar)
 
@@ -51,6 +56,7 @@ submit() {
   local rc=$?
   echo "$(basename "$log"): rc=$rc, $(( ($(date +%s%N) - start) / 1000000 )) ms"
   grep -E '^(segment_gemm|lora_apply|sql_explode): |^  executor |OK$|FAILED|GpuProject|gpu_segment_gemm|NOT_ON_GPU|cannot run on GPU|!Expression|Exception' "$log" | head -40
+  [ $rc = 0 ] || failed=1
   return $rc
 }
 job() { local log=$1; shift; submit "$log" --class com.sparksegmentgemm.spark.SegmentGemmJob "$ours" --gpu "$gpu" "$@"; }
@@ -67,7 +73,7 @@ if [[ " $steps " == *" proof "* ]]; then
     --output "$work/proof/out-cpu" --mode overwrite
   gpu=$E2E_GPU_SAVED
   python3 "$here/compare_outputs.py" "$work/proof/out-gpu" "$work/proof/out-cpu" --tol 1e-2 \
-    | tee "$out/proof-compare.log"
+    | tee "$out/proof-compare.log" || failed=1
   sed -n '/^physical plan:/,/^$/p' "$out/proof-gpu.log" | head -30 > "$out/proof-plan.txt"
   echo "== the README's demo (dev/run-demo's main) with the GPU"
   submit "$out/demo.log" --class com.sparksegmentgemm.spark.SegmentGemmDemo "$ours" \
@@ -93,3 +99,4 @@ if [[ " $steps " == *" bench "* ]]; then
   submit "$out/bench-sql.log" --class com.sparksegmentgemm.spark.bench.SqlExplodeBaseline "$tests" \
     "$work/bench/tiny" "$work/bench/weights_rows" "$work/bench/out-sql"
 fi
+exit $failed

@@ -248,6 +248,7 @@ public final class AdapterStore {
             + String.join(", ", as.keySet()));
       }
       String m = match.get(0);
+      unsupported(ad, m);
       AdapterTensor a = as.get(m);
       AdapterTensor b = bs.get(m);
       if (b == null) {
@@ -302,15 +303,44 @@ public final class AdapterStore {
         });
   }
 
-  /** PEFT's scaling: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora. */
+  /**
+   * LoRA variants whose output is not x . A^T . B^T . scaling (DoRA's magnitude vector, a bias
+   * on lora_B, anything else beside lora_A/lora_B for the module) are refused rather than
+   * computed wrong.
+   */
+  private void unsupported(Adapter ad, String module) {
+    JsonNode c = ad.config();
+    for (String flag : List.of("use_dora", "lora_bias")) {
+      if (c != null && c.path(flag).asBoolean(false)) {
+        throw new IllegalArgumentException("LoRA adapter '" + ad.id() + "' in " + path + " sets "
+            + flag + " in its adapter_config.json; lora_apply computes plain LoRA only");
+      }
+    }
+    for (AdapterTensor t : ad.tensors()) {
+      String n = t.name();
+      if (n.startsWith(module + ".") && !n.equals(module + LORA_A) && !n.equals(module + LORA_B)) {
+        throw new IllegalArgumentException("LoRA adapter '" + ad.id() + "' has " + t.source()
+            + " beside lora_A/lora_B for module " + module + " (DoRA or a LoRA bias?); "
+            + "lora_apply computes plain LoRA only");
+      }
+    }
+  }
+
+  /**
+   * PEFT's scaling: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora; an alpha_pattern
+   * key is a regular expression matched, as PEFT does, against the module name's tail
+   * ({@code (.*\.)?key$}).
+   */
   private static double scaling(Adapter ad, String module, long r) {
     JsonNode c = ad.config();
     if (c == null) return 1.0;
     double alpha = c.path("lora_alpha").asDouble(r);
-    JsonNode pattern = c.path("alpha_pattern");
-    for (var it = pattern.fields(); it.hasNext(); ) {
+    for (var it = c.path("alpha_pattern").fields(); it.hasNext(); ) {
       var e = it.next();
-      if (module.equals(e.getKey()) || module.endsWith("." + e.getKey())) alpha = e.getValue().asDouble();
+      if (java.util.regex.Pattern.matches("(.*\\.)?" + e.getKey(), module)) {
+        alpha = e.getValue().asDouble();
+        break;
+      }
     }
     return c.path("use_rslora").asBoolean(false) ? alpha / Math.sqrt(r) : alpha / r;
   }

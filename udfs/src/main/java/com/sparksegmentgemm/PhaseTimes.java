@@ -46,7 +46,10 @@ public final class PhaseTimes {
     return gatherNs;
   }
 
-  /** Native segment GEMM calls (adapter uploads into the device cache included). */
+  /**
+   * Native segment GEMM calls. Adapter uploads into the device cache are not in any phase: they
+   * happen before a part's timer starts (the job's summary shows them as "other").
+   */
   public long kernelNs() {
     return kernelNs;
   }

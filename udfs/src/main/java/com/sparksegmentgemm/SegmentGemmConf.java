@@ -59,9 +59,9 @@ public final class SegmentGemmConf {
 
   public static final Entry<Long> DEVICE_CACHE_BYTES = new Entry<>(
       "spark.segmentgemm.deviceCacheBytes", "1g", "GPU memory per executor for the adapter "
-      + "weights of each function (segment_gemm, lora_apply), in the compute dtype; least "
-      + "recently used adapters are evicted when a batch needs others. Must hold at least one "
-      + "adapter.", SegmentGemmConf::parseBytes);
+      + "weights of each function (segment_gemm, lora_apply with its module) and compute dtype "
+      + "in use; least recently used adapters are evicted when a batch needs others. Must hold "
+      + "at least one adapter.", SegmentGemmConf::parseBytes);
 
   public static final Entry<Long> WORKSPACE_BYTES = new Entry<>(
       "spark.segmentgemm.workspaceBytes", "128m", "Largest float workspace one native call may "

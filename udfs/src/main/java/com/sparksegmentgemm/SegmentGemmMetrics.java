@@ -18,6 +18,7 @@ public final class SegmentGemmMetrics {
   private static final LongAdder SEGMENTS = new LongAdder();
   private static final LongAdder NATIVE_CALLS = new LongAdder();
   private static final LongAdder FEATURE_BYTES = new LongAdder();
+  private static final LongAdder GPU_FEATURE_BYTES = new LongAdder();
   private static final LongAdder GPU_UDF_NANOS = new LongAdder();
   private static final LongAdder KERNEL_NANOS = new LongAdder();
   private static final LongAdder GROUP_NANOS = new LongAdder();
@@ -35,10 +36,12 @@ public final class SegmentGemmMetrics {
   /**
    * The counters at one moment. Times are summed over batches, which several task threads run
    * at once; gpuUdfBusyNanos is the wall time during which at least one GPU batch ran (the
-   * union of their intervals). device is the CUDA device of the last GPU batch, or -1.
+   * union of their intervals; summed over executors by {@link #plus}). featureBytes counts both
+   * paths, gpuFeatureBytes the GPU path's. device is the CUDA device of the last GPU batch, or -1.
    */
   public record Snapshot(long rows, long gpuRows, long cpuRows, long batches, long segments,
-      long nativeCalls, long featureBytes, long gpuUdfNanos, long kernelNanos, long groupNanos,
+      long nativeCalls, long featureBytes, long gpuFeatureBytes, long gpuUdfNanos,
+      long kernelNanos, long groupNanos,
       long gatherNanos, long scatterNanos, long cpuUdfNanos, long gpuUdfBusyNanos,
       int gpuDevice) {
 
@@ -46,7 +49,8 @@ public final class SegmentGemmMetrics {
     public Snapshot plus(Snapshot o) {
       return new Snapshot(rows + o.rows, gpuRows + o.gpuRows, cpuRows + o.cpuRows,
           batches + o.batches, segments + o.segments, nativeCalls + o.nativeCalls,
-          featureBytes + o.featureBytes, gpuUdfNanos + o.gpuUdfNanos, kernelNanos + o.kernelNanos,
+          featureBytes + o.featureBytes, gpuFeatureBytes + o.gpuFeatureBytes,
+          gpuUdfNanos + o.gpuUdfNanos, kernelNanos + o.kernelNanos,
           groupNanos + o.groupNanos, gatherNanos + o.gatherNanos, scatterNanos + o.scatterNanos,
           cpuUdfNanos + o.cpuUdfNanos, gpuUdfBusyNanos + o.gpuUdfBusyNanos,
           gpuDevice >= 0 ? gpuDevice : o.gpuDevice);
@@ -56,24 +60,26 @@ public final class SegmentGemmMetrics {
     public Snapshot minus(Snapshot o) {
       return new Snapshot(rows - o.rows, gpuRows - o.gpuRows, cpuRows - o.cpuRows,
           batches - o.batches, segments - o.segments, nativeCalls - o.nativeCalls,
-          featureBytes - o.featureBytes, gpuUdfNanos - o.gpuUdfNanos, kernelNanos - o.kernelNanos,
+          featureBytes - o.featureBytes, gpuFeatureBytes - o.gpuFeatureBytes,
+          gpuUdfNanos - o.gpuUdfNanos, kernelNanos - o.kernelNanos,
           groupNanos - o.groupNanos, gatherNanos - o.gatherNanos, scatterNanos - o.scatterNanos,
           cpuUdfNanos - o.cpuUdfNanos, gpuUdfBusyNanos - o.gpuUdfBusyNanos, gpuDevice);
     }
 
-    public static final Snapshot ZERO = new Snapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1);
+    public static final Snapshot ZERO = new Snapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        -1);
 
     /** Every field, in declaration order (for messages of JDK types only). */
     public long[] toLongs() {
       return new long[] {rows, gpuRows, cpuRows, batches, segments, nativeCalls, featureBytes,
-          gpuUdfNanos, kernelNanos, groupNanos, gatherNanos, scatterNanos, cpuUdfNanos,
+          gpuFeatureBytes, gpuUdfNanos, kernelNanos, groupNanos, gatherNanos, scatterNanos, cpuUdfNanos,
           gpuUdfBusyNanos, gpuDevice};
     }
 
     public static Snapshot fromLongs(long[] v) {
-      if (v.length != 15) throw new IllegalArgumentException("a snapshot has 15 fields, not " + v.length);
+      if (v.length != 16) throw new IllegalArgumentException("a snapshot has 16 fields, not " + v.length);
       return new Snapshot(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
-          v[11], v[12], v[13], (int) v[14]);
+          v[11], v[12], v[13], v[14], (int) v[15]);
     }
   }
 
@@ -99,6 +105,7 @@ public final class SegmentGemmMetrics {
     SEGMENTS.add(t.segments);
     NATIVE_CALLS.add(t.nativeCalls);
     FEATURE_BYTES.add(featureBytes);
+    GPU_FEATURE_BYTES.add(featureBytes);
     GPU_UDF_NANOS.add(udfNanos);
     KERNEL_NANOS.add(t.kernelNs);
     GROUP_NANOS.add(t.groupNs);
@@ -117,7 +124,8 @@ public final class SegmentGemmMetrics {
 
   public static Snapshot snapshot() {
     return new Snapshot(ROWS.sum(), GPU_ROWS.sum(), CPU_ROWS.sum(), BATCHES.sum(),
-        SEGMENTS.sum(), NATIVE_CALLS.sum(), FEATURE_BYTES.sum(), GPU_UDF_NANOS.sum(),
+        SEGMENTS.sum(), NATIVE_CALLS.sum(), FEATURE_BYTES.sum(), GPU_FEATURE_BYTES.sum(),
+        GPU_UDF_NANOS.sum(),
         KERNEL_NANOS.sum(), GROUP_NANOS.sum(), GATHER_NANOS.sum(), SCATTER_NANOS.sum(),
         CPU_UDF_NANOS.sum(), GPU_UDF_BUSY_NANOS.sum(), GPU_DEVICE.get());
   }

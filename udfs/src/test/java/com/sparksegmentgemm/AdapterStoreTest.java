@@ -154,6 +154,36 @@ class AdapterStoreTest {
   }
 
   @Test
+  void loraVariantsThatAreNotPlainLoraAreRefusedAndAlphaPatternsApply(@TempDir Path tmp)
+      throws IOException {
+    Map<String, AdapterFiles.Lora> w = AdapterFiles.writeLora(tmp, new java.util.Random(8), 2, 6,
+        4, 2);
+    Path config = tmp.resolve("l0/adapter_config.json");
+    // alpha_pattern keys are regular expressions on the module name's tail, as in PEFT.
+    Files.writeString(config, "{\"r\": 2, \"lora_alpha\": 4, \"alpha_pattern\": "
+        + "{\"mlp\\\\.down_.*\": 10}}");
+    AdapterWeights lora = AdapterStore.load(tmp.toUri().toString(), false, new Configuration())
+        .lora("");
+    float b00 = w.get("l0").b()[0];
+    assertEquals((float) (b00 * 10 / 2.0), lora.weight(0, 1)[0]);
+    Files.writeString(config, "{\"r\": 2, \"lora_alpha\": 4, \"use_dora\": true}");
+    IllegalArgumentException dora = assertThrows(IllegalArgumentException.class,
+        () -> AdapterStore.load(tmp.toUri().toString(), false, new Configuration()).lora(""));
+    assertTrue(dora.getMessage().contains("sets use_dora in its adapter_config.json"),
+        dora.getMessage());
+    String m = "base_model.model.layers.0.mlp.down_proj.";
+    Files.write(tmp.resolve("l0/adapter_model.safetensors"), SafetensorsWriter.write(
+        Map.of(m + "lora_A.weight", w.get("l0").a(), m + "lora_B.weight", w.get("l0").b(),
+            m + "lora_B.bias", new float[4]),
+        Map.of(m + "lora_A.weight", new long[] {2, 6}, m + "lora_B.weight", new long[] {4, 2},
+            m + "lora_B.bias", new long[] {4})));
+    Files.writeString(config, "{\"r\": 2, \"lora_alpha\": 4}");
+    IllegalArgumentException bias = assertThrows(IllegalArgumentException.class,
+        () -> AdapterStore.load(tmp.toUri().toString(), false, new Configuration()).lora(""));
+    assertTrue(bias.getMessage().contains("lora_B.bias beside lora_A/lora_B"), bias.getMessage());
+  }
+
+  @Test
   void aLoraFileWithSeveralModulesNeedsTheModuleNamed() throws IOException {
     AdapterStore peft = load("peft");
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> peft.lora(""));

@@ -114,7 +114,9 @@ public final class SegmentGemmJob {
       } catch (NumberFormatException e) {
         throw new IllegalArgumentException("--progress-seconds needs a number of seconds");
       }
-      if (v.containsKey("--adapters")) conf.put(SegmentGemmConf.ADAPTERS_PATH.key(), v.get("--adapters"));
+      if (v.containsKey("--adapters")) {
+        conf.put(SegmentGemmConf.ADAPTERS_PATH.key(), absolute(v.get("--adapters")));
+      }
       if (v.containsKey("--compute-dtype")) {
         conf.put(SegmentGemmConf.COMPUTE_DTYPE.key(), v.get("--compute-dtype"));
       }
@@ -133,6 +135,15 @@ public final class SegmentGemmJob {
         "--mode", "--adapters", "--function", "--lora-module", "--compute-dtype", "--id-column",
         "--features-column", "--output-column", "--conf", "--master", "--gpu",
         "--progress-seconds");
+
+    /**
+     * A local path made absolute: executors on a cluster resolve relative paths against their
+     * own working directories. Paths with a scheme (file:, hdfs:, s3a:, ...) stay as they are.
+     */
+    private static String absolute(String path) {
+      if (path.matches("^[A-Za-z][A-Za-z0-9+.-]*:.*")) return path;
+      return java.nio.file.Path.of(path).toAbsolutePath().normalize().toString();
+    }
 
     private static String choice(Map<String, String> v, String flag, String dflt,
         String... allowed) {
@@ -196,6 +207,12 @@ public final class SegmentGemmJob {
       spark = session(o);
     } catch (IllegalArgumentException e) {
       err.println("SegmentGemmJob: " + e.getMessage());
+      return BAD_ARGUMENTS;
+    }
+    if (!spark.conf().contains(SegmentGemmConf.ADAPTERS_PATH.key())) {
+      err.println("SegmentGemmJob: no adapters: give --adapters PATH (or set "
+          + SegmentGemmConf.ADAPTERS_PATH.key() + ")");
+      spark.stop();
       return BAD_ARGUMENTS;
     }
     try {
@@ -337,7 +354,7 @@ public final class SegmentGemmJob {
           + rootMessage(e), e);
     }
     for (String c : List.of(o.idColumn(), o.featuresColumn())) {
-      if (!Arrays.asList(in.columns()).contains(c)) {
+      if (column(in, c) == null) {
         throw new BadInputException("input " + o.input() + " has no column '" + c + "' (its "
             + "columns: " + String.join(", ", in.columns()) + ")", null);
       }
@@ -345,22 +362,41 @@ public final class SegmentGemmJob {
     return in;
   }
 
+  /**
+   * The input's name for a column: the same name, else (unless spark.sql.caseSensitive) the one
+   * column whose name differs only in case, as Spark resolves names; null if there is none.
+   */
+  static String column(Dataset<Row> in, String name) {
+    if (Arrays.asList(in.columns()).contains(name)) return name;
+    if (Boolean.parseBoolean(in.sparkSession().conf().get("spark.sql.caseSensitive", "false"))) {
+      return null;
+    }
+    List<String> like = Arrays.stream(in.columns()).filter(c -> c.equalsIgnoreCase(name)).toList();
+    return like.size() == 1 ? like.get(0) : null;
+  }
+
+  /** A column reference that takes the name literally (dots and all). */
+  private static Column quoted(String name) {
+    return col("`" + name.replace("`", "``") + "`");
+  }
+
   /** The input with the function's output column, features dropped unless kept. */
   static Dataset<Row> apply(Dataset<Row> in, Options o) {
-    StructField f = in.schema().apply(o.featuresColumn());
+    String featuresName = column(in, o.featuresColumn());
+    StructField f = in.schema().apply(featuresName);
     Column features = featuresAsArray(f, o);
-    Column id = col(o.idColumn());
+    Column id = quoted(column(in, o.idColumn()));
     Column y = o.function() == AdapterWeights.Function.SEGMENT_GEMM
         ? SegmentGemmFunctions.segment_gemm(id, features)
         : SegmentGemmFunctions.lora_apply(id, features);
     Dataset<Row> out = in.withColumn(o.outputColumn(), y);
-    return o.keepFeatures() ? out : out.drop(o.featuresColumn());
+    return o.keepFeatures() ? out : out.drop(featuresName);
   }
 
   private static Column featuresAsArray(StructField f, Options o) {
     DataType t = f.dataType();
     String q = "`" + f.name().replace("`", "``") + "`";
-    if (t instanceof ArrayType a && a.elementType() instanceof NumericType) return col(q);
+    if (t instanceof ArrayType a && a.elementType() instanceof NumericType) return quoted(f.name());
     if (t instanceof StringType) {
       // CSV has no arrays: "[0.1, 0.2 ...]" or "0.1;0.2;..." as text.
       return expr("transform(filter(split(regexp_replace(" + q + ", '[\\\\[\\\\]]', ''), "
@@ -408,13 +444,14 @@ public final class SegmentGemmJob {
     if (u.rows() == 0) {
       udf = where;
     } else if (u.gpuRows() > 0) {
-      // Task threads overlap: GB/s over the wall time some GPU batch was running; the phases
-      // are summed over batches.
+      // Task threads overlap: GB/s over the wall time during which some GPU batch ran on an
+      // executor (summed over executors: a per-executor rate); phases are summed over batches.
       double busy = u.gpuUdfBusyNanos() / 1e9;
-      udf = String.format(Locale.ROOT, "%s: UDF busy %.2f s, %.2f GB/s of features; summed over "
-          + "%,d batches: UDF %.2f s = group %.2f + gather %.2f + kernels %.2f + scatter %.2f "
-          + "+ other %.2f s; %,d native calls over %,d segments", where, busy,
-          busy == 0 ? 0 : u.featureBytes() / busy / 1e9, u.batches(), u.gpuUdfNanos() / 1e9,
+      udf = String.format(Locale.ROOT, "%s: UDF busy %.2f s, %.2f GB/s of features per "
+          + "executor; summed over %,d batches: UDF %.2f s = group %.2f + gather %.2f + kernels "
+          + "%.2f + scatter %.2f + other %.2f s; %,d native calls over %,d segments", where,
+          busy, busy == 0 ? 0 : u.gpuFeatureBytes() / busy / 1e9, u.batches(),
+          u.gpuUdfNanos() / 1e9,
           u.groupNanos() / 1e9, u.gatherNanos() / 1e9, u.kernelNanos() / 1e9,
           u.scatterNanos() / 1e9, (u.gpuUdfNanos() - u.groupNanos() - u.gatherNanos()
               - u.kernelNanos() - u.scatterNanos()) / 1e9, u.nativeCalls(), u.segments());

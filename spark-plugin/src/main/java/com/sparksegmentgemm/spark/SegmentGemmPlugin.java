@@ -40,7 +40,8 @@ import scala.Tuple2;
  * functions run on the CPU, and why), reads the adapters once, publishes the UDFs' counters
  * ({@link SegmentGemmMetrics}) to Spark's metric system (source
  * {@code plugin.com.sparksegmentgemm.spark.SegmentGemmPlugin}: rows, gpuRows, cpuRows, batches,
- * segments, nativeCalls, featureBytes, gpuUdfTimeNs, kernelTimeNs, cpuUdfTimeNs, gpuDevice), and
+ * segments, nativeCalls, featureBytes, gpuFeatureBytes, gpuUdfTimeNs, gpuUdfBusyTimeNs,
+ * kernelTimeNs, cpuUdfTimeNs, gpuDevice), and
  * sends them to the driver after each task. GPU memory (workspace, adapter slabs) is taken
  * through RMM on the first batch, once the RAPIDS Accelerator has set up its pool.
  */
@@ -204,7 +205,9 @@ public final class SegmentGemmPlugin implements SparkPlugin {
       gauge(registry, "segments", SegmentGemmMetrics.Snapshot::segments);
       gauge(registry, "nativeCalls", SegmentGemmMetrics.Snapshot::nativeCalls);
       gauge(registry, "featureBytes", SegmentGemmMetrics.Snapshot::featureBytes);
+      gauge(registry, "gpuFeatureBytes", SegmentGemmMetrics.Snapshot::gpuFeatureBytes);
       gauge(registry, "gpuUdfTimeNs", SegmentGemmMetrics.Snapshot::gpuUdfNanos);
+      gauge(registry, "gpuUdfBusyTimeNs", SegmentGemmMetrics.Snapshot::gpuUdfBusyNanos);
       gauge(registry, "kernelTimeNs", SegmentGemmMetrics.Snapshot::kernelNanos);
       gauge(registry, "cpuUdfTimeNs", SegmentGemmMetrics.Snapshot::cpuUdfNanos);
       gauge(registry, "gpuDevice", s -> s.gpuDevice());
@@ -244,14 +247,15 @@ public final class SegmentGemmPlugin implements SparkPlugin {
     }
 
     /**
-     * Sends the counters to the driver when they changed. Spark calls this after the task's
-     * result went to the driver, so a report can arrive just after its job ends: readers that
-     * need every row wait for them ({@link SegmentGemmJob}).
+     * Sends the counters to the driver when they changed. Spark calls this before it reports the
+     * task finished, and the ask blocks, so the driver normally has a task's counters when it
+     * learns the task ended; {@link SegmentGemmJob} still waits briefly for stragglers. The
+     * snapshot is taken under the lock, so that a higher sequence never carries older counters.
      */
     private void report() {
-      SegmentGemmMetrics.Snapshot now = SegmentGemmMetrics.snapshot();
       ExecutorReport r;
       synchronized (this) {
+        SegmentGemmMetrics.Snapshot now = SegmentGemmMetrics.snapshot();
         if (now.equals(lastSent)) return;
         lastSent = now;
         r = new ExecutorReport(ctx.executorID(), hostname(), assignedGpu,

@@ -60,6 +60,12 @@ class SegmentGemmJobTest extends SharedSessionTest {
         .err().contains("unknown configuration key spark.segmentgemm.computDtype"));
     assertTrue(cli("--input", "a", "--output", "b", "--compute-dtype", "int8")
         .err().contains("spark.segmentgemm.computeDtype = 'int8' is invalid"));
+    // A relative adapters path is made absolute here, where it was meant.
+    assertEquals(Path.of("rel/adapters").toAbsolutePath().toString(), SegmentGemmJob.Options
+        .parse("--input", "a", "--output", "b", "--adapters", "rel/adapters").conf()
+        .get("spark.segmentgemm.adapters.path"));
+    assertEquals("s3a://b/adapters", SegmentGemmJob.Options.parse("--input", "a", "--output", "b",
+        "--adapters", "s3a://b/adapters").conf().get("spark.segmentgemm.adapters.path"));
   }
 
   @Test
@@ -86,6 +92,15 @@ class SegmentGemmJobTest extends SharedSessionTest {
         .withColumn("features", expr("concat('[', concat_ws(', ', features), ']')"))
         .write().option("header", "true").csv(dir.resolve("in-csv").toString());
     SPARK.read().parquet(o.input().toString()).write().json(dir.resolve("in-json").toString());
+    // Column names resolve as Spark resolves them (case-insensitively by default, dots literal).
+    String dotted = dir.resolve("dotted").toString();
+    SPARK.read().parquet(o.input().toString()).withColumnRenamed("adapter_id", "meta.Adapter")
+        .write().parquet(dotted);
+    String dottedOut = dir.resolve("out-dotted").toString();
+    job("--input", dotted, "--adapters", adapters, "--output", dottedOut, "--compute-dtype",
+        "bfloat16", "--id-column", "meta.adapter", "--features-column", "FEATURES");
+    assertEquals(expected.stream().map(row -> row.get(2)).toList(), SPARK.read().parquet(dottedOut)
+        .orderBy("id").select("output").collectAsList().stream().map(row -> row.get(0)).toList());
     for (String format : List.of("csv", "json")) {
       String out = dir.resolve("out-" + format).toString();
       job("--input", dir.resolve("in-" + format).toString(), "--input-format", format,

@@ -107,7 +107,9 @@ class StandaloneClusterIT {
       cluster = submit(sparkHome, master, o, o.output(), "cluster",
           "--conf", "spark.executor.resource.gpu.amount=1",
           "--conf", "spark.task.resource.gpu.amount=1",
-          // Both executors registered before the first task, so that both get work.
+          // Both executors registered before the first task, so that both get work (standalone
+          // mode counts registration against spark.cores.max only).
+          "--conf", "spark.cores.max=2",
           "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0",
           "--conf", "spark.scheduler.maxRegisteredResourcesWaitingTime=120s");
     } finally {
