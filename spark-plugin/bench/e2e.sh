@@ -12,6 +12,7 @@ set -uo pipefail
 stage=$(cd "${1:?stage folder}" && pwd); work=${2:?work folder}; out=${3:?output folder}; shift 3
 steps=${*:-proof bench}
 here=$(cd "$(dirname "$0")" && pwd)
+opens=$here/../../dev/spark-java17.args   # Spark's Java 17 module opens, a java argument file
 libs=$stage/target/gpu-test-libs
 java=${JAVA:-$stage/.carry/jre/bin/java}
 cores=$(nproc)
@@ -42,13 +43,7 @@ submit() {
     --conf spark.rapids.sql.concurrentGpuTasks=2 --conf spark.rapids.memory.pinnedPool.size=8g)
   local start=$(date +%s%N)
   "$java" -Xmx${E2E_HEAP:-64g} -Dai.rapids.refcount.debug=${E2E_REFCOUNT:-false} "${vector[@]}" \
-    --add-opens=java.base/java.lang=ALL-UNNAMED --add-opens=java.base/java.lang.invoke=ALL-UNNAMED \
-    --add-opens=java.base/java.lang.reflect=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED \
-    --add-opens=java.base/java.net=ALL-UNNAMED --add-opens=java.base/java.nio=ALL-UNNAMED \
-    --add-opens=java.base/java.util=ALL-UNNAMED --add-opens=java.base/java.util.concurrent=ALL-UNNAMED \
-    --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED --add-opens=java.base/sun.nio.ch=ALL-UNNAMED \
-    --add-opens=java.base/sun.nio.cs=ALL-UNNAMED --add-opens=java.base/sun.security.action=ALL-UNNAMED \
-    --add-opens=java.base/sun.util.calendar=ALL-UNNAMED -Djdk.reflect.useDirectMethodHandle=false \
+    @"$opens" \
     -cp "$libs/spark-jars/*" org.apache.spark.deploy.SparkSubmit --master "local[$cores]" \
     --conf spark.ui.enabled=false --conf spark.local.dir="$work/spark-local" \
     --conf spark.sql.shuffle.partitions=$((2 * cores)) "${gpuconf[@]}" --jars "$jars" "$@" \

@@ -88,12 +88,9 @@ public final class AdapterStore {
     int dIn = Math.toIntExact(weightColumnMajor ? shape[1] : shape[0]);
     int dOut = Math.toIntExact(weightColumnMajor ? shape[0] : shape[1]);
     this.dense = new AdapterWeights(AdapterWeights.Function.SEGMENT_GEMM, path, weights,
-        new int[] {dIn}, new int[] {dOut}, new boolean[] {weightColumnMajor}, id -> {
-          Adapter a = adapters.get(id);
-          return a != null && a.kind() == Kind.LORA ? "adapter '" + id + "' in " + path
-              + " is a LoRA adapter (lora_A/lora_B tensors): use lora_apply, not segment_gemm"
-              : null;
-        });
+        new int[] {dIn}, new int[] {dOut}, new boolean[] {weightColumnMajor},
+        ofKind(Kind.LORA, "a LoRA adapter (lora_A/lora_B tensors): use lora_apply, not "
+            + "segment_gemm"));
   }
 
   /** Reads every adapter file under path (any Hadoop file system). */
@@ -120,8 +117,7 @@ public final class AdapterStore {
         Path configFile = new Path(f.getPath(), "adapter_config.json");
         JsonNode config = fs.exists(configFile) ? readConfig(fs, configFile) : null;
         List<AdapterTensor> tensors = SafetensorsReader.read(file.toString(), content);
-        found = List.of(new Adapter(name, tensors.stream().anyMatch(t -> isLora(t.name()))
-            ? Kind.LORA : Kind.DENSE, tensors, config));
+        found = List.of(new Adapter(name, kindOf(tensors), tensors, config));
       } else {
         boolean st = name.endsWith(".safetensors");
         if (!(st || name.endsWith(".npy"))) continue;
@@ -177,16 +173,17 @@ public final class AdapterStore {
   }
 
   private static List<Adapter> fromSafetensors(String stem, List<AdapterTensor> tensors) {
-    boolean lora = tensors.stream().anyMatch(t -> isLora(t.name()));
-    if (lora) return List.of(new Adapter(stem, Kind.LORA, tensors, null));
+    if (kindOf(tensors) == Kind.LORA) return List.of(new Adapter(stem, Kind.LORA, tensors, null));
     if (tensors.size() == 1) return List.of(new Adapter(stem, Kind.DENSE, tensors, null));
     List<Adapter> out = new ArrayList<>();
     for (AdapterTensor t : tensors) out.add(new Adapter(t.name(), Kind.DENSE, List.of(t), null));
     return out;
   }
 
-  private static boolean isLora(String tensorName) {
-    return tensorName.contains("lora_A") || tensorName.contains("lora_B");
+  /** LoRA when any tensor is a lora_A or lora_B one. */
+  private static Kind kindOf(List<AdapterTensor> tensors) {
+    return tensors.stream().anyMatch(t -> t.name().contains("lora_A") || t.name().contains("lora_B"))
+        ? Kind.LORA : Kind.DENSE;
   }
 
   public String path() {
@@ -296,11 +293,21 @@ public final class AdapterStore {
     LOG.info("LoRA weights for module '{}': {} adapters, {} -> rank {} -> {}", module,
         pairs.size(), dIn, rank, dOut);
     return new AdapterWeights(AdapterWeights.Function.LORA_APPLY, path, weights,
-        new int[] {dIn, rank}, new int[] {rank, dOut}, new boolean[] {true, true}, id -> {
-          Adapter a = adapters.get(id);
-          return a != null && a.kind() == Kind.DENSE ? "adapter '" + id + "' in " + path
-              + " is a dense weight, not a LoRA adapter: use segment_gemm, not lora_apply" : null;
-        });
+        new int[] {dIn, rank}, new int[] {rank, dOut}, new boolean[] {true, true},
+        ofKind(Kind.DENSE, "a dense weight, not a LoRA adapter: use segment_gemm, not "
+            + "lora_apply"));
+  }
+
+  /**
+   * For the weights of one function: why an id it lacks cannot be used, when the store has it
+   * as the other kind ("adapter 'x' in path is " + what), else null.
+   */
+  private java.util.function.Function<String, String> ofKind(Kind kind, String what) {
+    return id -> {
+      Adapter a = adapters.get(id);
+      return a != null && a.kind() == kind ? "adapter '" + id + "' in " + path + " is " + what
+          : null;
+    };
   }
 
   /**

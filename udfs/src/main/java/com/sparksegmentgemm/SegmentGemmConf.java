@@ -118,9 +118,14 @@ public final class SegmentGemmConf {
   }
 
   public static SegmentGemmSettings settings(SparkConf conf) {
+    return settings(asMap(conf));
+  }
+
+  /** Every entry of a SparkConf. */
+  public static Map<String, String> asMap(SparkConf conf) {
     Map<String, String> m = new java.util.HashMap<>();
     for (scala.Tuple2<String, String> kv : conf.getAll()) m.put(kv._1(), kv._2());
-    return settings(m);
+    return m;
   }
 
   /** From a session's runtime configuration ({@code spark.conf()}). */

@@ -7,7 +7,7 @@ import java.util.concurrent.atomic.LongAdder;
 /**
  * What the UDFs of this JVM (an executor) have done, for Spark's metric system and the job's
  * summary: the Spark plugin publishes these counters (spark-plugin's
- * {@code SegmentGemmExecutorPlugin}); they live here because the UDFs update them. Counters only
+ * {@code SegmentGemmPlugin}, executor side); they live here because the UDFs update them. Counters only
  * grow; {@link #snapshot()} reads them all.
  */
 public final class SegmentGemmMetrics {

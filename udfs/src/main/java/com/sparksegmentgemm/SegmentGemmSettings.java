@@ -39,11 +39,6 @@ public record SegmentGemmSettings(String adaptersPath, boolean weightColumnMajor
         deviceCacheBytes, workspaceBytes, bytes, backend, loraModule);
   }
 
-  public SegmentGemmSettings withLoraModule(String module) {
-    return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow,
-        deviceCacheBytes, workspaceBytes, gpuBatchBytes, backend, module);
-  }
-
   public SegmentGemmSettings withBackend(SegmentGemm.Backend b) {
     return new SegmentGemmSettings(adaptersPath, weightColumnMajor, computeDtype, onBadRow,
         deviceCacheBytes, workspaceBytes, gpuBatchBytes, b, loraModule);

@@ -26,7 +26,6 @@ import org.apache.spark.api.plugin.SparkPlugin;
 import org.apache.spark.resource.ResourceInformation;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-import scala.Tuple2;
 
 /**
  * {@code spark.plugins=com.sparksegmentgemm.spark.SegmentGemmPlugin} (after
@@ -107,9 +106,7 @@ public final class SegmentGemmPlugin implements SparkPlugin {
     @Override
     public Map<String, String> init(SparkContext sc, PluginContext ctx) {
       SparkConf conf = sc.conf();
-      Map<String, String> all = new TreeMap<>();
-      for (Tuple2<String, String> kv : conf.getAll()) all.put(kv._1(), kv._2());
-      SegmentGemmConf.validate(all);
+      SegmentGemmConf.validate(SegmentGemmConf.asMap(conf));
       conf.set(EXTENSIONS_KEY, withExtension(conf.get(EXTENSIONS_KEY, "")));
       REPORTS.clear();
       return Map.of();
