@@ -58,7 +58,11 @@ typedef enum sgemm_dtype {
 
 /*
  * Which kernel family runs a call.
- *  AUTO      compute capability 9.0: SM90 for the calls it supports, else PORTABLE;
+ *  AUTO      a small call (1 to 1024 segments, d_in <= 512, d_out <= 16384, and
+ *            x_rows * d_in * d_out <= 2^22 multiply-adds) runs on the fused small-call kernel:
+ *            one launch that checks the segments and computes them on the CUDA cores in fp32
+ *            (any dtype, size, alignment and architecture; its plan reads "small ...").
+ *            Otherwise compute capability 9.0: SM90 for the calls it supports, else PORTABLE;
  *            8.x: SM80 likewise; anything else: PORTABLE.
  *  PORTABLE  SIMT kernel: any dtype, layout, size and architecture.
  *  SM90      CUTLASS 3.x pointer-array grouped GEMM (TMA, wgmma, warp-specialised); needs a

@@ -13,6 +13,7 @@
 #include "plan.hpp"
 #include "portable_gemm.hpp"
 #include "prepare.hpp"
+#include "small_gemm.hpp"
 #include "workspace.hpp"
 
 #ifndef SGEMM_VERSION
@@ -310,11 +311,18 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
   Plan plan;
   SGEMM_TRY(make_plan(h->backend, h->cc_major, h->cc_minor, a, h->float_ws_bytes, &plan));
 
-  PreparedSegments seg;
-  SGEMM_TRY(prepare_segments(a, h->int_ws, layout, kPortableTileRows, stream, &seg));
-  // Nothing to write (a batch of no segments over rows is a mismatch the prepare kernel recorded
-  // for sgemm_check); the checks still ran.
-  if (a.x_rows == 0 || a.d_out == 0 || a.batch_size == 0) return SGEMM_OK;
+  // Nothing to write (a batch of no segments over rows is a mismatch the check records for
+  // sgemm_check); the checks still run.
+  const bool nothing_to_write = a.x_rows == 0 || a.d_out == 0 || a.batch_size == 0;
+  if (plan.small && !nothing_to_write) {
+    return run_small(a, error_record(h->int_ws, layout), h->multiprocessor_count, stream);
+  }
+  // The portable kernel and the coalescing kernels read offsets from the int workspace; the
+  // tensor-core kernels of an uncoalesced call check the segments while writing their arguments.
+  const bool fused_check = !nothing_to_write && plan.family != SGEMM_BACKEND_PORTABLE && !plan.coalesce;
+  PreparedSegments seg{};
+  if (!fused_check) SGEMM_TRY(prepare_segments(a, h->int_ws, layout, kPortableTileRows, stream, &seg));
+  if (nothing_to_write) return SGEMM_OK;
 
   if (plan.family == SGEMM_BACKEND_PORTABLE) return run_portable(h, a, seg, stream);
 
@@ -326,9 +334,10 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
       (a.x_rows / tile_rows + plan.problems) * ((a.d_out + tile_cols - 1) / tile_cols);
   const int ctas = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(h->multiprocessor_count, max_tiles)));
   char* fws = static_cast<char*>(h->float_ws);
-  GroupedCall call{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, seg.indptr,
-                   a.weight_indices, seg.record, fws + plan.layout.args, plan.layout.args_bytes,
-                   fws + plan.layout.cutlass, kCutlassWorkspaceBytes, h->device, ctas, stream};
+  GroupedCall call{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, fused_check,
+                   segment_args(a), seg.indptr, a.weight_indices, error_record(h->int_ws, layout),
+                   fws + plan.layout.args, plan.layout.args_bytes, fws + plan.layout.cutlass,
+                   kCutlassWorkspaceBytes, h->device, ctas, stream};
   CoalesceBuffers buffers{};
   const size_t elt = element_bytes(a.dtype);
   if (plan.coalesce) {

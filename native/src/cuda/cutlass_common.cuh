@@ -8,6 +8,7 @@
 
 #include "error.hpp"
 #include "grouped.hpp"
+#include "segments.cuh"
 
 // Evaluates a cutlass::Status; on failure returns SGEMM_INTERNAL_ERROR naming the step.
 #define SGEMM_CUTLASS_TRY(call, what)                                                     \
@@ -27,9 +28,6 @@
 namespace sgemm {
 
 constexpr int kFillThreads = 256;
-inline unsigned blocks_for(int64_t problems) {
-  return static_cast<unsigned>((problems + kFillThreads - 1) / kFillThreads);
-}
 
 struct ProblemView {
   int64_t first_row;
@@ -37,14 +35,47 @@ struct ProblemView {
   int64_t weight;
 };
 
-// Problem p of a call. When the prepare kernel recorded an error, the offsets may be garbage:
-// every problem then gets zero rows, and its pointers are never dereferenced.
+// Problem p of a call whose segments were checked already. When the check recorded an error, the
+// offsets may be garbage: every problem then gets zero rows, and its pointers are never
+// dereferenced.
 __device__ __forceinline__ ProblemView problem_view(const GroupedCall& call, int64_t p) {
   const bool failed = call.record->current != kNoError;
   const int64_t first = call.indptr[p];
   const int64_t rows = failed ? 0 : call.indptr[p + 1] - first;
   const int64_t weight = call.weight_indices != nullptr ? call.weight_indices[p] : p;
   return {failed ? 0 : first, rows, failed ? 0 : weight};
+}
+
+// One thread per problem: Writer(p, ProblemView) stores the kernel's arguments of problem p.
+template <class Writer>
+__global__ void fill_problems(GroupedCall call, Writer write) {
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (p < call.problems) write(p, problem_view(call, p));
+}
+
+// The segment check's emitter that stores each segment's arguments as it is checked.
+template <class Writer>
+struct FillEmit {
+  Writer write;
+  __device__ void operator()(const SegmentOut& s) const {
+    write(s.index, ProblemView{s.first_row, s.rows, s.weight});
+  }
+};
+
+// Enqueues what writes the per-problem arguments before the GEMM: the segment check with the
+// fill in its second pass (call.check_segments), or the fill alone.
+template <class Writer>
+sgemm_status write_problems(const GroupedCall& call, const Writer& write) {
+  if (call.check_segments) {
+    // Tile rows only matter to the portable kernel's scheduler; any positive value will do.
+    SGEMM_CUDA_TRY(launch_check_segments(call.segments, 1, call.record, FillEmit<Writer>{write},
+                                         call.stream));
+  } else {
+    const unsigned blocks = static_cast<unsigned>((call.problems + kFillThreads - 1) / kFillThreads);
+    fill_problems<Writer><<<blocks, kFillThreads, 0, call.stream>>>(call, write);
+    SGEMM_CUDA_TRY(cudaGetLastError());
+  }
+  return SGEMM_OK;
 }
 
 // Device arrays of one kernel's per-problem arguments, carved from GroupedCall::args.

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "prepare.hpp"
 #include "segment_gemm.h"
 #include "workspace.hpp"
 
@@ -25,6 +26,11 @@ constexpr int kTileClassCount = 3;
 // One grouped GEMM: problem p multiplies rows [indptr[p], indptr[p+1]) of a (row-major, d_in
 // wide) by weight w(p) = weight_indices ? weight_indices[p] : p and writes the same rows of d.
 // Problems are the segments, or the weights when segments sharing a weight were coalesced.
+//
+// Where the per-problem arguments come from: with check_segments set (problems are the caller's
+// segments), the launch runs the segment check itself and writes them in its second pass, one
+// small kernel before the GEMM; indptr and weight_indices are then unused. Otherwise the
+// segments were checked already (record) and a fill kernel reads indptr.
 struct GroupedCall {
   const void* a;
   const void* weights;
@@ -32,9 +38,11 @@ struct GroupedCall {
   int64_t d_in;
   int64_t d_out;
   int64_t problems;
+  bool check_segments;            // run the segment check of `segments` and fill in one kernel
+  SegmentArgs segments;           // the caller's segments, when check_segments
   const int64_t* indptr;          // (problems + 1), checked on the device before the GEMM runs
   const int64_t* weight_indices;  // (problems,) or nullptr
-  const ErrorRecord* record;      // if it holds an error, every problem is given zero rows
+  ErrorRecord* record;            // if it holds an error, every problem is given zero rows
   void* args;                     // per-problem shapes, pointers and strides
   size_t args_bytes;
   void* cutlass_workspace;

@@ -7,6 +7,7 @@
 #include "coalesce.hpp"
 #include "error.hpp"
 #include "plan.hpp"
+#include "small_gemm.hpp"
 
 namespace sgemm {
 
@@ -112,6 +113,12 @@ sgemm_status make_plan(sgemm_backend requested, int major, int minor, const sgem
   *plan = Plan{};
   plan->problems = a.batch_size;
   if (requested == SGEMM_BACKEND_PORTABLE) return SGEMM_OK;
+  // A call this small costs its launches, not its FLOPs: one fused kernel beats a check kernel
+  // plus a tensor-core GEMM whose per-CTA set-up alone takes longer.
+  if (requested == SGEMM_BACKEND_AUTO && small_call_fits(a)) {
+    plan->small = true;
+    return SGEMM_OK;
+  }
   const bool forced = requested != SGEMM_BACKEND_AUTO;
   const std::string obstacle = tensor_core_obstacle(a);
   if (!obstacle.empty()) {
@@ -166,6 +173,10 @@ sgemm_status make_plan(sgemm_backend requested, int major, int minor, const sgem
 std::string describe_plan(const Plan& p, const sgemm_run_args& a) {
   const char* dt = a.dtype == SGEMM_FLOAT16 ? "fp16" : a.dtype == SGEMM_BFLOAT16 ? "bf16" : "fp32";
   const char* layout = a.weight_column_major ? "col" : "row";
+  if (p.small) {
+    return std::string("small ") + dt + " B=" + layout + " fused check + simt 4x64x64, " +
+           str(a.batch_size) + " segments";
+  }
   if (p.family == SGEMM_BACKEND_PORTABLE) {
     return std::string("portable ") + dt + " B=" + layout + " simt 64x64x16, " +
            str(a.batch_size) + " segments";

@@ -22,6 +22,7 @@ struct FloatWorkspaceLayout {
 
 struct Plan {
   sgemm_backend family = SGEMM_BACKEND_PORTABLE;  // PORTABLE, SM80 or SM90
+  bool small = false;                             // AUTO: the fused small-call kernel (PORTABLE family)
   TileClass tile = TileClass::kLarge;
   bool coalesce = false;
   int64_t problems = 0;                           // grouped GEMM problems

@@ -1,20 +1,43 @@
 // Turns seg_lens / seg_indptr / weight_indices into what the kernels need, on the device, on
-// the caller's stream, without a host synchronisation: a validated seg_indptr and the prefix
-// sum of row tiles per segment. Errors go to the ErrorRecord in the int workspace.
+// the caller's stream, without a host synchronisation. The check itself is segments.cuh; this is
+// its use by the paths that need offsets in the int workspace (the portable kernel and the
+// coalesced tensor-core path): a validated seg_indptr and the prefix sum of row tiles per
+// segment. Errors go to the ErrorRecord in the int workspace.
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "segment_gemm.h"
 #include "workspace.hpp"
 
 namespace sgemm {
 
+// The caller's segment description, as the device check reads it.
+struct SegmentArgs {
+  const int64_t* seg_lens;
+  const int64_t* seg_indptr;  // wins over seg_lens when both are given
+  const int64_t* weight_indices;
+  int64_t batch_size;
+  int64_t num_weights;
+  int64_t x_rows;
+};
+
+inline SegmentArgs segment_args(const sgemm_run_args& a) {
+  return SegmentArgs{a.seg_lens, a.seg_indptr, a.weight_indices, a.batch_size, a.num_weights,
+                     a.x_rows};
+}
+
 struct PreparedSegments {
   const int64_t* indptr;        // the caller's seg_indptr, or one built from seg_lens
   const int64_t* tile_offsets;  // (batch_size + 1); tile_offsets[batch_size] = total row tiles
   ErrorRecord* record;
 };
+
+inline ErrorRecord* error_record(void* int_workspace, const IntWorkspaceLayout& layout) {
+  return reinterpret_cast<ErrorRecord*>(static_cast<char*>(int_workspace) + layout.record);
+}
 
 sgemm_status prepare_segments(const sgemm_run_args& args, void* int_workspace,
                               const IntWorkspaceLayout& layout, int64_t tile_rows,

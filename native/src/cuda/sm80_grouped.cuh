@@ -41,21 +41,28 @@ struct Config {
 template <class Element>
 using Arrays = ProblemArrays<cutlass::gemm::GemmCoord, Element, int64_t, int64_t, int64_t>;
 
+// Stores problem p's size, operand pointers and leading dimensions (see write_problems).
 template <class Element>
-__global__ void fill_problems(GroupedCall call, Arrays<Element> out, bool weight_column_major) {
-  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (p >= call.problems) return;
-  const ProblemView v = problem_view(call, p);
-  out.shapes[p] = cutlass::gemm::GemmCoord(static_cast<int>(v.rows), static_cast<int>(call.d_out),
-                                           static_cast<int>(call.d_in));
-  out.a[p] = const_cast<Element*>(static_cast<const Element*>(call.a)) + v.first_row * call.d_in;
-  out.b[p] = const_cast<Element*>(static_cast<const Element*>(call.weights)) +
-             v.weight * call.d_in * call.d_out;
-  out.d[p] = static_cast<Element*>(call.d) + v.first_row * call.d_out;
-  out.stride_a[p] = call.d_in;
-  out.stride_b[p] = weight_column_major ? call.d_in : call.d_out;
-  out.stride_d[p] = call.d_out;
-}
+struct ProblemWriter {
+  Arrays<Element> out;
+  const Element* a;
+  const Element* weights;
+  Element* d;
+  int64_t d_in;
+  int64_t d_out;
+  bool weight_column_major;
+
+  __device__ void operator()(int64_t p, const ProblemView& v) const {
+    out.shapes[p] = cutlass::gemm::GemmCoord(static_cast<int>(v.rows), static_cast<int>(d_out),
+                                             static_cast<int>(d_in));
+    out.a[p] = const_cast<Element*>(a) + v.first_row * d_in;
+    out.b[p] = const_cast<Element*>(weights) + v.weight * d_in * d_out;
+    out.d[p] = d + v.first_row * d_out;
+    out.stride_a[p] = d_in;
+    out.stride_b[p] = weight_column_major ? d_in : d_out;
+    out.stride_d[p] = d_out;
+  }
+};
 
 template <class Element, bool kWeightColumnMajor>
 sgemm_status run(const GroupedCall& call) {
@@ -63,9 +70,11 @@ sgemm_status run(const GroupedCall& call) {
   using Gemm = typename Cfg::Gemm;
   Arrays<Element> arrays;
   SGEMM_TRY(Arrays<Element>::carve(call.args, call.args_bytes, call.problems, &arrays));
-  fill_problems<Element><<<blocks_for(call.problems), kFillThreads, 0, call.stream>>>(
-      call, arrays, kWeightColumnMajor);
-  SGEMM_CUDA_TRY(cudaGetLastError());
+  SGEMM_TRY(write_problems(call, ProblemWriter<Element>{
+                                      arrays, static_cast<const Element*>(call.a),
+                                      static_cast<const Element*>(call.weights),
+                                      static_cast<Element*>(call.d), call.d_in, call.d_out,
+                                      kWeightColumnMajor}));
 
   thread_local InitializedGemm<Gemm> cached;
   return cached.run(call, "sm80 grouped GEMM", [&](typename Gemm::Arguments* args) {

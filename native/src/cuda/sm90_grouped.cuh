@@ -96,29 +96,32 @@ struct Config {
   using StrideD = typename Kernel::InternalStrideD;
 };
 
-// One thread per problem: its shape, operand pointers and strides. An error found by the
-// prepare kernel empties every problem, so a bad call writes nothing.
+// Stores problem p's shape, operand pointers and strides (see write_problems).
 template <class Cfg, class Element>
-__global__ void fill_problems(GroupedCall call, ProblemArrays<typename Cfg::Shape, Element,
-                                                              typename Cfg::StrideA,
-                                                              typename Cfg::StrideB,
-                                                              typename Cfg::StrideD> out) {
-  const int64_t p = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (p >= call.problems) return;
-  const ProblemView v = problem_view(call, p);
-  const int m = static_cast<int>(v.rows);
-  const int n = static_cast<int>(call.d_out);
-  const int k = static_cast<int>(call.d_in);
-  out.shapes[p] = cute::make_shape(m, n, k);
-  // The arrays hold non-const pointers (shared with the sm80 kernels); the kernel only reads them.
-  out.a[p] = const_cast<Element*>(static_cast<const Element*>(call.a)) + v.first_row * call.d_in;
-  out.b[p] = const_cast<Element*>(static_cast<const Element*>(call.weights)) +
-             v.weight * call.d_in * call.d_out;
-  out.d[p] = static_cast<Element*>(call.d) + v.first_row * call.d_out;
-  out.stride_a[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideA{}, cute::make_shape(m, k, 1));
-  out.stride_b[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideB{}, cute::make_shape(n, k, 1));
-  out.stride_d[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideD{}, cute::make_shape(m, n, 1));
-}
+struct ProblemWriter {
+  ProblemArrays<typename Cfg::Shape, Element, typename Cfg::StrideA, typename Cfg::StrideB,
+                typename Cfg::StrideD>
+      out;
+  const Element* a;
+  const Element* weights;
+  Element* d;
+  int64_t d_in;
+  int64_t d_out;
+
+  __device__ void operator()(int64_t p, const ProblemView& v) const {
+    const int m = static_cast<int>(v.rows);
+    const int n = static_cast<int>(d_out);
+    const int k = static_cast<int>(d_in);
+    out.shapes[p] = cute::make_shape(m, n, k);
+    // The arrays hold non-const pointers (shared with the sm80 kernels); the kernel only reads them.
+    out.a[p] = const_cast<Element*>(a) + v.first_row * d_in;
+    out.b[p] = const_cast<Element*>(weights) + v.weight * d_in * d_out;
+    out.d[p] = d + v.first_row * d_out;
+    out.stride_a[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideA{}, cute::make_shape(m, k, 1));
+    out.stride_b[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideB{}, cute::make_shape(n, k, 1));
+    out.stride_d[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideD{}, cute::make_shape(m, n, 1));
+  }
+};
 
 template <class Element, bool kWeightColumnMajor, TileClass kTile>
 sgemm_status run(const GroupedCall& call) {
@@ -128,8 +131,10 @@ sgemm_status run(const GroupedCall& call) {
                                typename Cfg::StrideB, typename Cfg::StrideD>;
   Arrays arrays;
   SGEMM_TRY(Arrays::carve(call.args, call.args_bytes, call.problems, &arrays));
-  fill_problems<Cfg, Element><<<blocks_for(call.problems), kFillThreads, 0, call.stream>>>(call, arrays);
-  SGEMM_CUDA_TRY(cudaGetLastError());
+  SGEMM_TRY(write_problems(call, ProblemWriter<Cfg, Element>{
+                                      arrays, static_cast<const Element*>(call.a),
+                                      static_cast<const Element*>(call.weights),
+                                      static_cast<Element*>(call.d), call.d_in, call.d_out}));
 
   thread_local InitializedGemm<Gemm> cached;
   return cached.run(call, "sm90 grouped GEMM", [&](typename Gemm::Arguments* args) {

@@ -14,6 +14,8 @@ Cases (segments x rows, d_in x d_out, distinct weights):
   S5  the FlashInfer documentation example: lengths 1,2,3,4, 128 x 256, 4 column-major weights
 Impls:
   ours               libsegmentgemm, AUTO backend (its describe_plan string is printed)
+  ours_sm90          libsegmentgemm, SM90 backend forced (where AUTO picks another kernel, e.g.
+                     the small-call kernel for S5, this shows what the tensor cores would take)
   ours_sm80          libsegmentgemm, SM80 backend forced
   torch_grouped_mm   torch._grouped_mm(x, W gathered per segment, offs=int32 cumsum); the gather
                      (W[weight_indices]) is done once before timing and NOT included
@@ -66,7 +68,7 @@ CASES = {
     "S5": dict(lens=[1, 2, 3, 4], d_in=128, d_out=256, nw=4, shared=False, col_major=True,
                desc="doc example: 1,2,3,4 rows, 128x256, 4 col-major weights"),
 }
-IMPLS = ["ours", "ours_sm80", "torch_grouped_mm", "torch_loop", "cublas_grouped", "dense",
+IMPLS = ["ours", "ours_sm90", "ours_sm80", "torch_grouped_mm", "torch_loop", "cublas_grouped", "dense",
          "flashinfer"]
 DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16"}
 
@@ -271,8 +273,9 @@ def build(impl, case, stream, state):
     """Returns (fn(k) -> output tensor, note)."""
     import torch
     c = case
-    if impl in ("ours", "ours_sm80"):
-        backend = sgemm.Backend.AUTO if impl == "ours" else sgemm.Backend.SM80
+    if impl in ("ours", "ours_sm90", "ours_sm80"):
+        backend = {"ours": sgemm.Backend.AUTO, "ours_sm90": sgemm.Backend.SM90,
+                   "ours_sm80": sgemm.Backend.SM80}[impl]
         try:
             h = sgemm.Handle(backend)
         except sgemm.SgemmError as e:

@@ -52,7 +52,19 @@ def tc_ok(dtype, d_in, d_out):
     return dtype != torch.float32 and d_in % 8 == 0 and d_out % 8 == 0
 
 
-def expected_auto_family(dtype, d_in, d_out):
+# The fused small-call kernel's rule (small_gemm.hpp: small_call_fits), which AUTO applies first.
+SMALL_MAX_SEGMENTS, SMALL_MAX_D_IN, SMALL_MAX_D_OUT, SMALL_MAX_MACS = 1024, 512, 16384, 1 << 22
+
+
+def small_fits(rows, batch, d_in, d_out):
+    return (0 < batch <= SMALL_MAX_SEGMENTS and rows > 0 and d_out > 0 and d_in <= SMALL_MAX_D_IN
+            and d_out <= SMALL_MAX_D_OUT and rows * d_in * d_out <= SMALL_MAX_MACS)
+
+
+def expected_auto_family(dtype, d_in, d_out, rows=None, batch=None):
+    """The plan prefix AUTO gives; rows and batch (if known) decide the small-call kernel."""
+    if rows is not None and small_fits(rows, batch, d_in, d_out):
+        return "small"
     if tc_ok(dtype, d_in, d_out):
         if IS_SM90:
             return "sm90"
@@ -119,7 +131,7 @@ def run_and_compare(h, x, W, lens_host, *, col_major, widx_host=None, use_indptr
     if expect_family is not None and x.shape[0] > 0:
         ok = plan.startswith(expect_family) or (PARTIAL_BUILD and plan.startswith("portable"))
         assert ok, f"{label}: plan {plan!r} is not of the {expect_family} family"
-    assert plan.split()[0] in ("sm90", "sm80", "portable"), plan
+    assert plan.split()[0] in ("sm90", "sm80", "portable", "small"), plan
     h.run(x, W, y, weight_indices=widx, weight_column_major=col_major,
           batch_size=len(lens_host), **seg)
     h.check()
@@ -155,7 +167,7 @@ def test_flashinfer_doc_example(handles, dtype, indices, col_major):
         torch.testing.assert_close(ref[0][s:e], x[s:e].float() @ Wm, rtol=1e-5, atol=1e-5)
     backends = [Backend.AUTO, Backend.PORTABLE] + forced_backends(dt, 128, 256)
     for b in backends:
-        exp = expected_auto_family(dt, 128, 256) if b == Backend.AUTO else FAMILY[b]
+        exp = expected_auto_family(dt, 128, 256, 10, 4) if b == Backend.AUTO else FAMILY[b]
         for use_indptr in (False, True):
             try:
                 run_and_compare(handles(b), x, W, lens, col_major=col_major, widx_host=widx,
@@ -330,7 +342,8 @@ def test_random_config(handles, cfg: Config):
     if cfg.seed % 4 == 0 and cfg.macs <= MAC_BUDGET_FORCED_PORTABLE:
         backends.append(Backend.PORTABLE)
     for b in backends:
-        exp = expected_auto_family(dt, cfg.d_in, cfg.d_out) if b == Backend.AUTO else FAMILY[b]
+        exp = (expected_auto_family(dt, cfg.d_in, cfg.d_out, cfg.rows, cfg.batch)
+               if b == Backend.AUTO else FAMILY[b])
         try:
             plan, stats = run_and_compare(
                 handles(b), x, W, cfg.lens, col_major=cfg.col_major, widx_host=cfg.weight_indices,
@@ -450,7 +463,8 @@ def test_empty_batch(handles):
 
 
 def test_misaligned_pointers(handles):
-    """x, weights, y not 16-byte aligned: AUTO goes portable, a forced tensor-core backend refuses."""
+    """x, weights, y not 16-byte aligned: AUTO runs them on the CUDA cores (here the small-call
+    kernel), a forced tensor-core backend refuses."""
     lens = [3, 5]
     gen = torch.Generator(device=DEV).manual_seed(3)
     xbuf = rand((8 * 64 + 1,), torch.bfloat16, gen)
@@ -461,7 +475,7 @@ def test_misaligned_pointers(handles):
     y = ybuf[1:].view(8, 64)
     h = handles(Backend.AUTO)
     plan = h.plan(x, W, y, seg_lens=dev_i64(lens))
-    assert plan.startswith("portable"), plan
+    assert plan.startswith("small"), plan
     h.run(x, W, y, seg_lens=dev_i64(lens))
     h.check()
     assert sgemm.compare(y, *ref)["ok"]
@@ -469,6 +483,59 @@ def test_misaligned_pointers(handles):
         with pytest.raises(SgemmError) as e:
             handles(b).run(x, W, y, seg_lens=dev_i64(lens))
         assert e.value.status == Status.UNSUPPORTED, e.value
+
+
+def _ragged(b, rows, seed):
+    """b segment lengths summing to rows, some of them empty."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.integers(0, rows + 1, size=b - 1))
+    lens = np.diff(np.concatenate([[0], cuts, [rows]])).astype(np.int64)
+    lens[rng.random(b) < 0.1] = 0
+    lens[-1] += rows - int(lens.sum())
+    return lens
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+def test_small_call_kernel_over_many_blocks_and_its_bounds(handles, dtype):
+    """The fused small-call kernel at the edge of its rule: ragged segments over many row and
+    column tiles (every block checks the batch itself), both layouts, with and without indices;
+    one step past each bound goes to another kernel."""
+    dt = DTYPES[dtype]
+    rows, d_in, d_out, b = 1000, 64, 64, 300          # 4,096,000 MACs <= 2^22
+    assert small_fits(rows, b, d_in, d_out)
+    lens = _ragged(b, rows, 5)
+    gen = np.random.default_rng(6)
+    for col_major, widx in ((False, None), (True, gen.integers(0, 7, size=b))):
+        nw = b if widx is None else 7
+        x, W = small_problem(dt, d_in, d_out, nw, lens, seed=8, col_major=col_major)
+        plan, _ = run_and_compare(handles(Backend.AUTO), x, W, lens, col_major=col_major,
+                                  widx_host=widx, use_indptr=widx is not None,
+                                  expect_family="small", label=f"small {dtype}")
+        assert plan.startswith("small"), plan
+    # one past each bound: more MACs, more segments, a wider d_in
+    for r, bb, di, do in ((1025, 300, 64, 64), (1100, 1025, 8, 8), (8, 4, 520, 16)):
+        assert not small_fits(r, bb, di, do)
+        x, W = small_problem(dt, di, do, bb, _ragged(bb, r, 9), seed=10)
+        plan = handles(Backend.AUTO).plan(x, W, poison(r, do, dt),
+                                          seg_lens=dev_i64(_ragged(bb, r, 9)))
+        assert not plan.startswith("small"), (r, bb, di, do, plan)
+
+
+def test_small_call_error_leaves_every_block_unwritten(handles):
+    """A bad weight index in the last of 300 segments: no block of the small-call kernel writes."""
+    rows, b = 1000, 300
+    lens = _ragged(b, rows, 11)
+    widx = np.zeros(b, dtype=np.int64)
+    widx[-1] = 7
+    x, W = small_problem(torch.float16, 64, 64, 7, lens, seed=12)
+    h = handles(Backend.AUTO)
+    y = poison(rows, 64, x.dtype)
+    assert h.plan(x, W, y, seg_lens=dev_i64(lens), weight_indices=dev_i64(widx)).startswith("small")
+    h.run(x, W, y, seg_lens=dev_i64(lens), weight_indices=dev_i64(widx))
+    with pytest.raises(SgemmError) as e:
+        h.check()
+    assert f"weight_indices[{b - 1}] = 7 is out of range" in e.value.message, e.value
+    assert bool(torch.isnan(y).all()), "a block of the failed small call wrote to y"
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -608,9 +675,9 @@ def test_forced_tensor_core_backend_refuses(handles, what):
         err = _expect_host_error(h, Status.UNSUPPORTED, pattern, x, W, y, seg_lens=lens)
         print(f"{b.name} {what}: {err.message}")
         assert bool(torch.isnan(y).all())
-        # AUTO runs it (portable)
+        # AUTO runs it on the CUDA cores (a call this small on the small-call kernel)
         run_and_compare(handles(Backend.AUTO), x, W, [1, 2, 3, 4], col_major=False,
-                        expect_family="portable", label=f"AUTO {what}")
+                        expect_family="small", label=f"AUTO {what}")
 
 
 def test_int_workspace_too_small():
