@@ -6,7 +6,11 @@ package com.sparksegmentgemm.nativelib;
  * {@link Status#UNSUPPORTED} saying why.
  */
 public enum Backend {
-  /** Compute capability 9.0: SM90 where it applies, 8.x: SM80 likewise, else PORTABLE. */
+  /**
+   * A small call (up to 1024 segments, d_in <= 512, d_out <= 16384, x_rows * d_in * d_out <= 2^22)
+   * on the fused small-call kernel (one launch, CUDA cores); otherwise compute capability 9.0:
+   * SM90 where it applies, 8.x: SM80 likewise, else PORTABLE.
+   */
   AUTO,
   /** The SIMT kernel: any dtype, weight layout, size and architecture. */
   PORTABLE,
