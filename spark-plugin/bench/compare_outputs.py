@@ -16,13 +16,14 @@ def load(path):
     out = t.column("output").combine_chunks()
     nulls = out.is_null().to_numpy(zero_copy_only=False)
     offsets = out.offsets.to_numpy()
-    lengths = np.diff(offsets)[~nulls]
+    row_lengths = np.diff(offsets)
+    lengths = row_lengths[~nulls]
     width = int(lengths[0]) if lengths.size else 0
     if lengths.size and not np.all(lengths == width):
         raise SystemExit(f"{path}: rows of different lengths")
     values = out.values.to_numpy(zero_copy_only=False)
     n = len(ids)
-    if np.all(np.diff(offsets) == width):
+    if np.all(row_lengths == width):
         # Every row has width values back to back (the job's case): a view, no copy.
         rows = values[offsets[0]:offsets[0] + n * width].reshape(n, width)
     else:

@@ -515,9 +515,9 @@ def test_small_call_kernel_over_many_blocks_and_its_bounds(handles, dtype):
     # one past each bound: more MACs, more segments, a wider d_in
     for r, bb, di, do in ((1025, 300, 64, 64), (1100, 1025, 8, 8), (8, 4, 520, 16)):
         assert not small_fits(r, bb, di, do)
-        x, W = small_problem(dt, di, do, bb, _ragged(bb, r, 9), seed=10)
-        plan = handles(Backend.AUTO).plan(x, W, poison(r, do, dt),
-                                          seg_lens=dev_i64(_ragged(bb, r, 9)))
+        lens = _ragged(bb, r, 9)
+        x, W = small_problem(dt, di, do, bb, lens, seed=10)
+        plan = handles(Backend.AUTO).plan(x, W, poison(r, do, dt), seg_lens=dev_i64(lens))
         assert not plan.startswith("small"), (r, bb, di, do, plan)
 
 

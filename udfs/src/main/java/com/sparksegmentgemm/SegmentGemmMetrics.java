@@ -47,23 +47,21 @@ public final class SegmentGemmMetrics {
 
     /** Sums of two executors' counters (the device of the other when this has none). */
     public Snapshot plus(Snapshot o) {
-      return new Snapshot(rows + o.rows, gpuRows + o.gpuRows, cpuRows + o.cpuRows,
-          batches + o.batches, segments + o.segments, nativeCalls + o.nativeCalls,
-          featureBytes + o.featureBytes, gpuFeatureBytes + o.gpuFeatureBytes,
-          gpuUdfNanos + o.gpuUdfNanos, kernelNanos + o.kernelNanos,
-          groupNanos + o.groupNanos, gatherNanos + o.gatherNanos, scatterNanos + o.scatterNanos,
-          cpuUdfNanos + o.cpuUdfNanos, gpuUdfBusyNanos + o.gpuUdfBusyNanos,
-          gpuDevice >= 0 ? gpuDevice : o.gpuDevice);
+      return combine(o, Long::sum, gpuDevice >= 0 ? gpuDevice : o.gpuDevice);
     }
 
     /** This minus an earlier snapshot of the same counters. */
     public Snapshot minus(Snapshot o) {
-      return new Snapshot(rows - o.rows, gpuRows - o.gpuRows, cpuRows - o.cpuRows,
-          batches - o.batches, segments - o.segments, nativeCalls - o.nativeCalls,
-          featureBytes - o.featureBytes, gpuFeatureBytes - o.gpuFeatureBytes,
-          gpuUdfNanos - o.gpuUdfNanos, kernelNanos - o.kernelNanos,
-          groupNanos - o.groupNanos, gatherNanos - o.gatherNanos, scatterNanos - o.scatterNanos,
-          cpuUdfNanos - o.cpuUdfNanos, gpuUdfBusyNanos - o.gpuUdfBusyNanos, gpuDevice);
+      return combine(o, (a, b) -> a - b, gpuDevice);
+    }
+
+    /** Every counter (all fields but the device, the last) combined with o's by op. */
+    private Snapshot combine(Snapshot o, java.util.function.LongBinaryOperator op, int device) {
+      long[] v = toLongs();
+      long[] w = o.toLongs();
+      for (int i = 0; i < v.length - 1; i++) v[i] = op.applyAsLong(v[i], w[i]);
+      v[v.length - 1] = device;
+      return fromLongs(v);
     }
 
     public static final Snapshot ZERO = new Snapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,

@@ -375,9 +375,14 @@ public final class SegmentGemmJob {
     return like.size() == 1 ? like.get(0) : null;
   }
 
-  /** A column reference that takes the name literally (dots and all). */
+  /** A column name quoted for SQL text: taken literally (dots and all). */
+  private static String quotedName(String name) {
+    return "`" + name.replace("`", "``") + "`";
+  }
+
+  /** A column reference that takes the name literally. */
   private static Column quoted(String name) {
-    return col("`" + name.replace("`", "``") + "`");
+    return col(quotedName(name));
   }
 
   /** The input with the function's output column, features dropped unless kept. */
@@ -395,7 +400,7 @@ public final class SegmentGemmJob {
 
   private static Column featuresAsArray(StructField f, Options o) {
     DataType t = f.dataType();
-    String q = "`" + f.name().replace("`", "``") + "`";
+    String q = quotedName(f.name());
     if (t instanceof ArrayType a && a.elementType() instanceof NumericType) return quoted(f.name());
     if (t instanceof StringType) {
       // CSV has no arrays: "[0.1, 0.2 ...]" or "0.1;0.2;..." as text.
