@@ -7,6 +7,8 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.SparkEnv;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import scala.Tuple2;
 
 /**
@@ -15,6 +17,7 @@ import scala.Tuple2;
  * device cache evicts it), however many tasks and batches use it.
  */
 public final class AdapterRegistry {
+  private static final Logger LOG = LoggerFactory.getLogger(AdapterRegistry.class);
   private record StoreKey(String path, boolean weightColumnMajor) {}
 
   private record CacheKey(StoreKey store, AdapterWeights.Function function, String loraModule,
@@ -51,7 +54,33 @@ public final class AdapterRegistry {
     String module = function == AdapterWeights.Function.LORA_APPLY ? s.loraModule() : "";
     return CACHES.computeIfAbsent(new CacheKey(new StoreKey(s.adaptersPath(),
         s.weightColumnMajor()), function, module, s.computeDtype(), s.deviceCacheBytes()),
-        k -> new DeviceAdapterCache(w, k.dtype(), k.budgetBytes()));
+        k -> new DeviceAdapterCache(w, k.dtype(), cacheBudget(k.budgetBytes())));
+  }
+
+  /**
+   * A device cache's budget: deviceCacheBytes, but at most a quarter of the GPU memory pool the
+   * RAPIDS Accelerator may take, so that the adapters (allocated through RMM, but not spillable)
+   * leave the pool's other users room on small GPUs and capped pools. The pool is the device's
+   * memory times spark.rapids.memory.gpu.maxAllocFraction less spark.rapids.memory.gpu.reserve,
+   * as the RAPIDS Accelerator sizes it (defaults 1.0 and 640m).
+   */
+  static long cacheBudget(long deviceCacheBytes) {
+    long total = ai.rapids.cudf.Cuda.memGetInfo().total;
+    SparkEnv env = SparkEnv.get();
+    double fraction = 1.0;
+    long reserve = 640L << 20;
+    if (env != null) {
+      fraction = env.conf().getDouble("spark.rapids.memory.gpu.maxAllocFraction", 1.0);
+      reserve = env.conf().getSizeAsBytes("spark.rapids.memory.gpu.reserve", "640m");
+    }
+    long pool = Math.max(0, (long) (total * fraction) - reserve);
+    long budget = Math.min(deviceCacheBytes, pool / 4);
+    if (budget < deviceCacheBytes) {
+      LOG.info("segment_gemm: adapter cache limited to {} bytes (a quarter of the {}-byte GPU "
+          + "pool) instead of {} = {}", budget, pool, SegmentGemmConf.DEVICE_CACHE_BYTES.key(),
+          deviceCacheBytes);
+    }
+    return budget;
   }
 
   /**

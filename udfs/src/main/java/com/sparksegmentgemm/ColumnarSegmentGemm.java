@@ -16,13 +16,12 @@ import ai.rapids.cudf.Scalar;
 import ai.rapids.cudf.ScanAggregation;
 import ai.rapids.cudf.ScanType;
 import ai.rapids.cudf.Table;
+import com.nvidia.spark.rapids.jni.GpuSplitAndRetryOOM;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * The GPU path of {@link SegmentGemmUdf} (segment_gemm and lora_apply): one cuDF batch
@@ -38,7 +37,9 @@ import org.slf4j.LoggerFactory;
  *       {@code sgemm_gather_float_rows}, rounding as {@link DType} does);</li>
  *   <li>kernel: one native call per stage over every segment (lora_apply's two stages pass their
  *       intermediate rows in device memory; more calls only when the batch exceeds
- *       {@code gpuBatchBytes}, the workspace cap, the device cache's slots, or GPU memory);</li>
+ *       {@code gpuBatchBytes}, the workspace cap, or the device cache's slots; a batch that does
+ *       not fit in GPU memory goes back to the RAPIDS Accelerator's retry framework, which
+ *       spills, retries and splits it, see {@link #splitAndRetry});</li>
  *   <li>scatter: y is widened to float and each row written straight to its place in the
  *       result's child values, in the original row order (one native pass,
  *       {@code sgemm_scatter_rows_to_float}); rows that were null or bad come out null and
@@ -46,7 +47,9 @@ import org.slf4j.LoggerFactory;
  * </ol>
  */
 public final class ColumnarSegmentGemm {
-  private static final Logger LOG = LoggerFactory.getLogger(ColumnarSegmentGemm.class);
+  /** What the UDF returns: ARRAY&lt;FLOAT&gt; with non-null elements, as a cuDF type. */
+  static final HostColumnVector.ListType RESULT_TYPE = new HostColumnVector.ListType(true,
+      new HostColumnVector.BasicType(false, ai.rapids.cudf.DType.FLOAT32));
 
   private final SegmentGemmSettings settings;
   private final AdapterWeights weights;
@@ -85,6 +88,8 @@ public final class ColumnarSegmentGemm {
     SegmentGemmMetrics.gpuBatchStarted();
     try {
       result = evaluateTimed(ids, features);
+    } catch (OutOfMemoryError | RmmException e) {
+      throw splitAndRetry(e);
     } finally {
       SegmentGemmMetrics.gpuBatchEnded();
     }
@@ -100,6 +105,8 @@ public final class ColumnarSegmentGemm {
       throw new IllegalArgumentException(name + ": adapter_id has " + rows
           + " rows but features has " + features.getRowCount());
     }
+    // Empty batches are ordinary (filters, skew, small files): the declared type, no GPU work.
+    if (rows == 0) return allNull(0);
     long t = System.nanoTime();
     try (ColumnVector key = adapterKeys(ids, features);
          ColumnVector order = sortOrder(key);
@@ -282,7 +289,9 @@ public final class ColumnarSegmentGemm {
     long rowBytes = (long) dIn * dtype.bytes();
     for (AdapterWeights.Stage st : weights.stages()) rowBytes += (long) st.dOut() * dtype.bytes();
     long maxRows = Math.max(1, settings.gpuBatchBytes() / Math.max(1, rowBytes));
-    try (SegmentGemm gemm = new SegmentGemm(settings.backend())) {
+    SegmentGemm taskGemm = TaskGemms.forCurrentTask(settings.backend());
+    try (SegmentGemm ownGemm = taskGemm == null ? new SegmentGemm(settings.backend()) : null) {
+      SegmentGemm gemm = taskGemm != null ? taskGemm : ownGemm;
       long row = 0;
       int seg = 0;
       while (row < n) {
@@ -292,15 +301,7 @@ public final class ColumnarSegmentGemm {
         try (DeviceAdapterCache.Lease lease = cache.acquire(adapter, seg, lastSeg + 1)) {
           int k = fitWorkspace(lease.count(), want - row);
           long end = Math.min(want, start[seg + k]);
-          try {
-            runPart(gemm, features, order, dest, row, end, seg, k, start, lease, out);
-          } catch (RuntimeException | OutOfMemoryError e) {
-            if (!isOutOfMemory(e) || end - row == 1) throw e;
-            maxRows = Math.max(1, (end - row) / 2);
-            LOG.warn("{}: GPU out of memory for {} rows; retrying in parts of {}", name,
-                end - row, maxRows);
-            continue;
-          }
+          runPart(gemm, features, order, dest, row, end, seg, k, start, lease, out);
           row = end;
           while (seg < adapter.length && start[seg + 1] <= row) seg++;
         }
@@ -357,6 +358,9 @@ public final class ColumnarSegmentGemm {
             gemm.run(dtype, in, rows, st.dIn(), st.dOut(), cache.weights(stage), cache.slots(),
                 st.columnMajor(), y, batch, null, segIndptr.buffer(), weightIndices.buffer(),
                 stream);
+            times.plan(gemm.describePlan(dtype, in, rows, st.dIn(), st.dOut(),
+                cache.weights(stage), cache.slots(), st.columnMajor(), y, batch, null,
+                segIndptr.buffer(), weightIndices.buffer()));
           }
           times.nativeCalls++;
         }
@@ -398,9 +402,12 @@ public final class ColumnarSegmentGemm {
     }
   }
 
+  /** rows null rows of the result type LIST&lt;FLOAT32&gt; (none for an empty batch). */
   private static ColumnVector allNull(int rows) {
-    try (Scalar nullList = Scalar.listFromNull(new HostColumnVector.ListType(true,
-        new HostColumnVector.BasicType(false, ai.rapids.cudf.DType.FLOAT32)))) {
+    if (rows == 0) return ColumnVector.fromLists(RESULT_TYPE);
+    // listFromNull takes the ELEMENT type: a null LIST<FLOAT32> scalar is made from FLOAT32
+    // (passing the list type made LIST<LIST<FLOAT32>>, which RAPIDS rejects for ARRAY<FLOAT>).
+    try (Scalar nullList = Scalar.listFromNull(RESULT_TYPE.getChild(0))) {
       return ColumnVector.fromScalar(nullList, rows);
     }
   }
@@ -418,12 +425,22 @@ public final class ColumnarSegmentGemm {
     return now;
   }
 
-  /** RMM's failure, or the RAPIDS Accelerator's retry/split signals, which it raises instead. */
-  private static boolean isOutOfMemory(Throwable e) {
-    String name = e.getClass().getName();
-    return e instanceof OutOfMemoryError || e instanceof RmmException
-        || name.equals("com.nvidia.spark.rapids.jni.GpuRetryOOM")
-        || name.equals("com.nvidia.spark.rapids.jni.GpuSplitAndRetryOOM");
+  /**
+   * A device allocation that failed outside the RAPIDS Accelerator's allocator (plain RMM reports
+   * it as OutOfMemoryError or RmmException), as the RAPIDS Accelerator's split-and-retry signal.
+   * Under the RAPIDS Accelerator the allocator throws GpuRetryOOM / GpuSplitAndRetryOOM itself,
+   * and those pass through untouched. Either way the batch goes back to RAPIDS' retry framework:
+   * GpuProjectExec keeps a spillable copy of its input, spills, retries, and on a split signal
+   * halves the batch by rows and calls this UDF on each half (spark-rapids
+   * basicPhysicalOperators.scala, GpuProjectExec.runWithSplitRetry; it walks the cause chain,
+   * so the SparkException GpuUserDefinedFunction wraps this in is recognised). Nothing here
+   * retries on its own: everything this batch allocated is closed on the way out.
+   */
+  private RuntimeException splitAndRetry(Throwable e) {
+    GpuSplitAndRetryOOM oom = new GpuSplitAndRetryOOM(name + ": GPU out of memory: "
+        + e.getMessage());
+    oom.initCause(e);
+    return oom;
   }
 
   private static boolean any(ColumnView mask) {

@@ -1,5 +1,9 @@
 package com.sparksegmentgemm;
 
+import java.util.Collections;
+import java.util.Set;
+import java.util.TreeSet;
+
 /**
  * Wall time per phase of {@link ColumnarSegmentGemm#evaluate} (the GPU path waits for its
  * stream at each phase boundary, so that a phase's time is its GPU work), with the segments and
@@ -12,6 +16,20 @@ public final class PhaseTimes {
   long scatterNs;
   long segments;
   int nativeCalls;
+  private final Set<String> plans = new TreeSet<>();
+
+  /** A native call ran on this kernel plan (as {@code sgemm_describe_plan} words it). */
+  synchronized void plan(String plan) {
+    plans.add(plan);
+  }
+
+  /**
+   * The kernel plans of every native call made through this instance, e.g. "sm90 bf16 B=row
+   * tile=..., 3 problems", "small ...", "portable ...": what tests assert to know which kernel ran.
+   */
+  public synchronized Set<String> plans() {
+    return Collections.unmodifiableSet(new TreeSet<>(plans));
+  }
 
   PhaseTimes copy() {
     PhaseTimes c = new PhaseTimes();

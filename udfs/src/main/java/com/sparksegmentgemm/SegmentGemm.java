@@ -242,10 +242,25 @@ public final class SegmentGemm implements AutoCloseable {
     if (backend == Backend.CPU) return "cpu (CpuSegmentGemm, BLAS sgemm)";
     checkShapes(x, weights, weightColumnMajor);
     long dOut = weightColumnMajor ? weights.dim(1) : weights.dim(2);
-    return SegmentGemmNative.describePlan(handle, x.type().gemmDtype(), x.address(), x.dim(0),
-        x.dim(1), dOut, weights.address(), weights.dim(0), weightColumnMajor, out.address(),
-        batchSize, address(buffer(segLens)), address(buffer(segIndptr)),
-        address(buffer(weightIndices)));
+    return describePlan(x.type().gemmDtype(), x.buffer(), x.dim(0), x.dim(1), dOut,
+        weights.buffer(), weights.dim(0), weightColumnMajor, out.buffer(), batchSize,
+        buffer(segLens), buffer(segIndptr), buffer(weightIndices));
+  }
+
+  /**
+   * The kernel the raw form of {@code run} runs with these arguments (planning only: nothing is
+   * launched or read on the device). The plan depends on the workspace this instance holds, so
+   * ask after a {@code run} with the same arguments to learn what that run used.
+   */
+  public String describePlan(DType dtype, BaseDeviceMemoryBuffer x, long xRows, long dIn,
+      long dOut, BaseDeviceMemoryBuffer weights, long numWeights, boolean weightColumnMajor,
+      BaseDeviceMemoryBuffer y, long batchSize, BaseDeviceMemoryBuffer segLens,
+      BaseDeviceMemoryBuffer segIndptr, BaseDeviceMemoryBuffer weightIndices) {
+    if (backend == Backend.CPU) return "cpu (CpuSegmentGemm, BLAS sgemm)";
+    ensureGpu();
+    return SegmentGemmNative.describePlan(handle, dtype, address(x), xRows, dIn, dOut,
+        address(weights), numWeights, weightColumnMajor, address(y), batchSize, address(segLens),
+        address(segIndptr), address(weightIndices));
   }
 
   /**

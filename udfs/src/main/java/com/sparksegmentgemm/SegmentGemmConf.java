@@ -60,8 +60,10 @@ public final class SegmentGemmConf {
   public static final Entry<Long> DEVICE_CACHE_BYTES = new Entry<>(
       "spark.segmentgemm.deviceCacheBytes", "1g", "GPU memory per executor for the adapter "
       + "weights of each function (segment_gemm, lora_apply with its module) and compute dtype "
-      + "in use; least recently used adapters are evicted when a batch needs others. Must hold "
-      + "at least one adapter.", SegmentGemmConf::parseBytes);
+      + "in use, capped at a quarter of the RAPIDS Accelerator's GPU pool (the device's memory "
+      + "x spark.rapids.memory.gpu.maxAllocFraction - spark.rapids.memory.gpu.reserve); least "
+      + "recently used adapters are evicted when a batch needs others. Must hold at least one "
+      + "adapter.", SegmentGemmConf::parseBytes);
 
   public static final Entry<Long> WORKSPACE_BYTES = new Entry<>(
       "spark.segmentgemm.workspaceBytes", "128m", "Largest float workspace one native call may "

@@ -72,9 +72,7 @@ public final class SegmentGemmUdf extends SegmentGemmRowUdf implements RapidsUDF
             : scala.jdk.javaapi.CollectionConverters.asScala(x).toSeq());
         out.add(y == null ? null : boxed(y));
       }
-      return ColumnVector.fromLists(new HostColumnVector.ListType(true,
-          new HostColumnVector.BasicType(false, ai.rapids.cudf.DType.FLOAT32)),
-          out.toArray(new List[0]));
+      return ColumnVector.fromLists(ColumnarSegmentGemm.RESULT_TYPE, out.toArray(new List[0]));
     }
   }
 
