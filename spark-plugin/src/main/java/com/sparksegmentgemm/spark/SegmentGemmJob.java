@@ -248,25 +248,25 @@ public final class SegmentGemmJob {
     for (String p : conf.getOrDefault("spark.plugins", given.get("spark.plugins", "")).split(",")) {
       if (!p.isBlank()) plugins.add(p.trim());
     }
-    if (master.startsWith("local") && useGpu(o.gpu()) && !plugins.contains(RAPIDS_PLUGIN)) {
-      plugins.add(0, RAPIDS_PLUGIN);
+    if (master.startsWith("local") && useGpu(o.gpu())
+        && !plugins.contains(SegmentGemmPlugin.RAPIDS_PLUGIN)) {
+      plugins.add(0, SegmentGemmPlugin.RAPIDS_PLUGIN);
       conf.putIfAbsent("spark.rapids.sql.enabled", "true");
     }
     if (!plugins.contains(SegmentGemmPlugin.class.getName())) {
       plugins.add(SegmentGemmPlugin.class.getName());
     }
-    conf.put("spark.plugins", String.join(",", plugins));
+    conf.put("spark.plugins", SegmentGemmPlugin.withPluginOrder(String.join(",", plugins)));
     conf.forEach(b::config);
     return b.getOrCreate();
   }
-
-  static final String RAPIDS_PLUGIN = "com.nvidia.spark.SQLPlugin";
 
   private static boolean useGpu(String mode) {
     if (mode.equals("off")) return false;
     boolean rapidsOnClasspath;
     try {
-      Class.forName(RAPIDS_PLUGIN, false, Thread.currentThread().getContextClassLoader());
+      Class.forName(SegmentGemmPlugin.RAPIDS_PLUGIN, false,
+          Thread.currentThread().getContextClassLoader());
       rapidsOnClasspath = true;
     } catch (ClassNotFoundException e) {
       rapidsOnClasspath = false;

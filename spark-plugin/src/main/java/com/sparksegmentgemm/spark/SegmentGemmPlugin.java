@@ -8,6 +8,7 @@ import com.sparksegmentgemm.SegmentGemmMetrics;
 import com.sparksegmentgemm.SegmentGemmSettings;
 import com.sparksegmentgemm.nativelib.Gpu;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -28,8 +29,9 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * {@code spark.plugins=com.sparksegmentgemm.spark.SegmentGemmPlugin} (after
- * {@code com.nvidia.spark.SQLPlugin} when the RAPIDS Accelerator is used).
+ * {@code spark.plugins=com.sparksegmentgemm.spark.SegmentGemmPlugin} (before
+ * {@code com.nvidia.spark.SQLPlugin} when the RAPIDS Accelerator is used; the driver moves it
+ * there if it is listed after, see {@link #withPluginOrder}).
  *
  * <p>Driver: checks every {@code spark.segmentgemm.*} key at start-up (an unknown key or a bad
  * value fails the application, naming the key), adds {@link SegmentGemmExtensions} to
@@ -47,6 +49,8 @@ import org.slf4j.LoggerFactory;
 public final class SegmentGemmPlugin implements SparkPlugin {
   private static final Logger LOG = LoggerFactory.getLogger(SegmentGemmPlugin.class);
   private static final String EXTENSIONS_KEY = "spark.sql.extensions";
+  private static final String PLUGINS_KEY = "spark.plugins";
+  static final String RAPIDS_PLUGIN = "com.nvidia.spark.SQLPlugin";
   private static final Map<String, ExecutorReport> REPORTS = new ConcurrentHashMap<>();
 
   /** What an executor reports: its counters, the GPU Spark assigned it, and where it runs. */
@@ -108,6 +112,15 @@ public final class SegmentGemmPlugin implements SparkPlugin {
       SparkConf conf = sc.conf();
       SegmentGemmConf.validate(SegmentGemmConf.asMap(conf));
       conf.set(EXTENSIONS_KEY, withExtension(conf.get(EXTENSIONS_KEY, "")));
+      // Executors read spark.plugins after this (local mode: the executor is made after the
+      // driver's plugins; on a cluster: executors fetch the driver's conf when they register).
+      String plugins = conf.get(PLUGINS_KEY, "");
+      String ordered = withPluginOrder(plugins);
+      if (!ordered.equals(plugins)) {
+        LOG.info("segment_gemm: {} = {} (our executor plugin must stop before the RAPIDS "
+            + "Accelerator's, which shuts down the GPU memory pool)", PLUGINS_KEY, ordered);
+        conf.set(PLUGINS_KEY, ordered);
+      }
       REPORTS.clear();
       return Map.of();
     }
@@ -120,6 +133,27 @@ public final class SegmentGemmPlugin implements SparkPlugin {
       }
       return Boolean.TRUE;
     }
+  }
+
+  /**
+   * spark.plugins with ours before the RAPIDS Accelerator's (others keep their places). Spark
+   * stops executor plugins in list order (PluginContainer), and the RAPIDS Accelerator's
+   * shutdown frees every RMM allocation still open, reporting each as LEAKED, before it shuts
+   * the pool down (spark-rapids GpuDeviceManager.shutdown: MemoryCleaner.cleanAllRmmBlockers);
+   * our shutdown must free the adapter caches before that.
+   */
+  static String withPluginOrder(String plugins) {
+    List<String> names = new ArrayList<>();
+    for (String n : plugins.split(",")) {
+      if (!n.isBlank() && !names.contains(n.trim())) names.add(n.trim());
+    }
+    int ours = names.indexOf(SegmentGemmPlugin.class.getName());
+    int rapids = names.indexOf(RAPIDS_PLUGIN);
+    if (ours > rapids && rapids >= 0) {
+      names.remove(ours);
+      names.add(rapids, SegmentGemmPlugin.class.getName());
+    }
+    return String.join(",", names);
   }
 
   /** The extensions list with ours appended once. */
@@ -156,6 +190,13 @@ public final class SegmentGemmPlugin implements SparkPlugin {
       } else {
         LOG.warn("segment_gemm on executor {}: no usable GPU ({}): segment_gemm and lora_apply "
             + "run on the CPU", ctx.executorID(), Gpu.unavailableReason().orElse("unknown"));
+      }
+      String plugins = ctx.conf().get(PLUGINS_KEY, "");
+      if (!withPluginOrder(plugins).equals(plugins) && rapidsEnabled(ctx.conf())) {
+        LOG.warn("segment_gemm: {} lists {} before {}: the RAPIDS Accelerator will stop first, "
+            + "and the adapter caches' GPU buffers will be reported as leaked when the executor "
+            + "stops. List {} first.", PLUGINS_KEY, RAPIDS_PLUGIN,
+            SegmentGemmPlugin.class.getName(), SegmentGemmPlugin.class.getName());
       }
       preloadAdapters(ctx.conf());
       registerMetrics(ctx.metricRegistry());
@@ -240,6 +281,8 @@ public final class SegmentGemmPlugin implements SparkPlugin {
 
     @Override
     public void shutdown() {
+      // Before the RAPIDS Accelerator's own shutdown (see withPluginOrder), so that no device
+      // buffer of ours outlives the pool.
       AdapterRegistry.clear();
     }
 
@@ -269,8 +312,8 @@ public final class SegmentGemmPlugin implements SparkPlugin {
 
   /** Whether this executor's RAPIDS Accelerator will run SQL on the GPU. */
   static boolean rapidsEnabled(SparkConf conf) {
-    List<String> plugins = Arrays.asList(conf.get("spark.plugins", "").split(","));
-    return plugins.stream().anyMatch(p -> p.trim().equals("com.nvidia.spark.SQLPlugin"))
+    List<String> plugins = Arrays.asList(conf.get(PLUGINS_KEY, "").split(","));
+    return plugins.stream().anyMatch(p -> p.trim().equals(RAPIDS_PLUGIN))
         && conf.getBoolean("spark.rapids.sql.enabled", true);
   }
 }

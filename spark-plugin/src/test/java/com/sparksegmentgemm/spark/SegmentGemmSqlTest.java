@@ -153,6 +153,18 @@ class SegmentGemmSqlTest extends SharedSessionTest {
   }
 
   @Test
+  void ourExecutorPluginStopsBeforeTheRapidsAccelerators() {
+    String ours = SegmentGemmPlugin.class.getName();
+    String rapids = SegmentGemmPlugin.RAPIDS_PLUGIN;
+    assertEquals(ours + "," + rapids, SegmentGemmPlugin.withPluginOrder(rapids + "," + ours));
+    assertEquals("a.B," + ours + "," + rapids + ",c.D",
+        SegmentGemmPlugin.withPluginOrder("a.B, " + rapids + "," + ours + ",c.D," + ours));
+    assertEquals(ours + "," + rapids, SegmentGemmPlugin.withPluginOrder(ours + "," + rapids));
+    assertEquals(rapids, SegmentGemmPlugin.withPluginOrder(rapids));
+    assertEquals(ours, SegmentGemmPlugin.withPluginOrder(ours));
+  }
+
+  @Test
   void executorReportsTravelAsJdkTypes() {
     SegmentGemmMetrics.Snapshot m = new SegmentGemmMetrics.Snapshot(1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
         11, 12, 13, 14, 15, 1);
