@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Compares two outputs of the job (Parquet: id, ..., output ARRAY<FLOAT>), e.g. a GPU run with
-a CPU run: same ids, same nulls, and per row max |a - b| / max |b|. Exits 1 above --tol.
+a CPU run: same ids, same nulls, and per row max |a - b| / max |b|. Exits 1 above --tol, or with
+--exact (runs that must agree to the bit: the same batches on the same kernels, e.g. under
+different task concurrency) on any value whose float32 bits differ (NaN payloads and -0 included).
 Works on numpy views of the list values (2M x 1024 outputs fit in a few times their size)."""
 import argparse
 import sys
@@ -39,6 +41,7 @@ def main():
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--tol", type=float, default=1e-2)
+    p.add_argument("--exact", action="store_true", help="require bit-identical values")
     args = p.parse_args()
     ia, ya, na = load(args.a)
     ib, yb, nb = load(args.b)
@@ -48,17 +51,29 @@ def main():
     if not np.array_equal(na, nb):
         print("a null in one output only")
         return 1
+    if ya.shape[1] != yb.shape[1] and (~na).any():
+        print(f"different row lengths: {ya.shape[1]} vs {yb.shape[1]}")
+        return 1
     worst, equal, values = 0.0, 0, 0
     for s in range(0, len(ia), 65536):  # in chunks: the temporaries stay small
         u, v = ya[s:s + 65536][~na[s:s + 65536]], yb[s:s + 65536][~nb[s:s + 65536]]
         if u.size == 0:
             continue
-        scale = np.maximum(np.abs(v).max(axis=1), 1e-30)
-        worst = max(worst, float((np.abs(u - v).max(axis=1) / scale).max()))
-        equal += int(np.count_nonzero(u == v))
+        # Bit-equal: the float32 bit patterns, so that NaN == NaN and -0 != 0.
+        same = u.view(np.uint32) == v.view(np.uint32)
+        with np.errstate(invalid="ignore"):  # a NaN or Inf on one side only is a difference
+            diff = np.where(same, 0, np.abs(u - v))
+            finite = np.nan_to_num(v, nan=0, posinf=0, neginf=0)  # the row's scale, NaN/Inf aside
+            scale = np.maximum(np.abs(finite).max(axis=1), 1e-30)
+            worst = max(worst, float(np.nan_to_num(diff.max(axis=1) / scale, nan=np.inf).max()))
+        equal += int(np.count_nonzero(same))
         values += u.size
+    identical = equal == values
     print(f"compared {len(ia)} rows ({int(na.sum())} null): max |a-b| / max|b| per row = "
-          f"{worst:.3e}, {equal / max(values, 1):.4%} of values bit-equal")
+          f"{worst:.3e}, {equal / max(values, 1):.4%} of values bit-equal; "
+          f"bit-identical: {'yes' if identical else 'no'} ({values - equal} values differ)")
+    if args.exact:
+        return 0 if identical else 1
     return 0 if worst <= args.tol else 1
 
 

@@ -2,12 +2,24 @@
 # The Spark integration's GPU proof and end-to-end benchmark, on a machine with a GPU, Python
 # (numpy, pyarrow, safetensors) and no Java or Spark install: the JVM, Spark's jars, the RAPIDS
 # Accelerator jar and ours come from dev/gpu-stage. From the repository root:
-#   spark-plugin/bench/e2e.sh STAGE WORK OUT [proof] [bench]
+#   spark-plugin/bench/e2e.sh STAGE WORK OUT [proof] [concurrency] [sharedgpu] [oom] [bench]
 # STAGE: the unpacked stage (target/gpu-test-libs, .carry/jre); WORK: scratch (~20 GB for the
-# benchmark); OUT: logs. Sizes: E2E_ROWS (2000000), E2E_DIM (1024), E2E_ADAPTERS (100),
+# benchmark); OUT: logs. Steps (default: proof bench):
+#   proof        the job with --explain, asserted (check_run.py): RAPIDS' plan runs gpu_segment_gemm
+#                in a GpuProject, our metrics count every row on the GPU, the output matches the
+#                job with RAPIDS off; the README's demo; lora_apply's demo and its job's plan.
+#   concurrency  the job on local[16] with 4 concurrent GPU tasks and on local[1] with 1, the
+#                same input splits: outputs bit-identical.
+#   sharedgpu    two executors of a standalone cluster sharing one GPU (both workers own GPU 0;
+#                spark.task.resource.gpu.amount=0.25): output bit-identical to local[1]'s.
+#   oom          the job with the RAPIDS pool capped (E2E_OOM_POOL, default 96m) below one batch's
+#                needs: it completes, a retry or split is seen, output equal to the uncapped run.
+# Every step fails if any log holds cuDF's "LEAKED" (E2E_REFCOUNT=true turns the tracking on).
+# Sizes: E2E_ROWS (2000000), E2E_DIM (1024), E2E_ADAPTERS (100),
 # E2E_SLICE (100000 rows for the CPU fallback), E2E_TINY (200 rows for the SQL baseline),
-# E2E_PROOF_ROWS (200000), E2E_PROOF_DIM (256);
-# E2E_GPU=off runs everything without the RAPIDS Accelerator (a dry run on a CPU machine).
+# E2E_PROOF_ROWS (200000), E2E_PROOF_DIM (256); E2E_HEAP (64g) per JVM;
+# E2E_GPU=off runs everything without the RAPIDS Accelerator (a dry run on a CPU machine: the
+# checks then expect every row on the CPU and skip the plan's).
 set -uo pipefail
 stage=$(cd "${1:?stage folder}" && pwd); work=${2:?work folder}; out=${3:?output folder}; shift 3
 steps=${*:-proof bench}
@@ -17,7 +29,11 @@ libs=$stage/target/gpu-test-libs
 java=${JAVA:-$stage/.carry/jre/bin/java}
 cores=$(nproc)
 gpu=${E2E_GPU:-on}
+refcount=${E2E_REFCOUNT:-false}
 mkdir -p "$work" "$out"
+work=$(cd "$work" && pwd); out=$(cd "$out" && pwd)
+check() { python3 "$here/check_run.py" "$@" | tee -a "$out/checks.log"; [ "${PIPESTATUS[0]}" = 0 ] || failed=1; }
+where() { [ "$gpu" = on ] && echo gpu || echo cpu; }
 rapids=$(ls "$libs"/rapids/rapids-4-spark_*.jar 2>/dev/null | head -1)
 if [ "$gpu" = on ] && [ -z "$rapids" ]; then
   echo "no RAPIDS Accelerator jar under $libs/rapids (E2E_GPU=off runs without it)" >&2
@@ -32,7 +48,9 @@ vector=()
 "$java" --list-modules 2>/dev/null | grep -q '^jdk.incubator.vector' && vector=(--add-modules=jdk.incubator.vector)
 
 # Spark's launcher, as spark-submit runs it (RAPIDS' shim loader needs SparkSubmit's class
-# loader); the JVM is the driver and, in local mode, the executor.
+# loader); the JVM is the driver and, in local mode, the executor. sparkopts: spark-submit
+# options for this run (later --master / --conf win over the defaults here).
+sparkopts=()
 submit() {
   local log=$1; shift
   local jars=$ours,$tests
@@ -42,37 +60,209 @@ submit() {
     --conf spark.rapids.sql.enabled=true --conf spark.rapids.sql.explain=NOT_ON_GPU
     --conf spark.rapids.sql.concurrentGpuTasks=2 --conf spark.rapids.memory.pinnedPool.size=8g)
   local start=$(date +%s%N)
-  "$java" -Xmx${E2E_HEAP:-64g} -Dai.rapids.refcount.debug=${E2E_REFCOUNT:-false} "${vector[@]}" \
+  "$java" -Xmx${E2E_HEAP:-64g} -Dai.rapids.refcount.debug=$refcount "${vector[@]}" \
     @"$opens" \
     -cp "$libs/spark-jars/*" org.apache.spark.deploy.SparkSubmit --master "local[$cores]" \
     --conf spark.ui.enabled=false --conf spark.local.dir="$work/spark-local" \
-    --conf spark.sql.shuffle.partitions=$((2 * cores)) "${gpuconf[@]}" --jars "$jars" "$@" \
-    >"$log" 2>&1
+    --conf spark.sql.shuffle.partitions=$((2 * cores)) "${gpuconf[@]}" "${sparkopts[@]}" \
+    --jars "$jars" "$@" >"$log" 2>&1
   local rc=$?
   echo "$(basename "$log"): rc=$rc, $(( ($(date +%s%N) - start) / 1000000 )) ms"
-  grep -E '^(segment_gemm|lora_apply|sql_explode): |^  executor |OK$|FAILED|GpuProject|gpu_segment_gemm|NOT_ON_GPU|cannot run on GPU|!Expression|Exception' "$log" | head -40
+  grep -E '^(segment_gemm|lora_apply|sql_explode): |^  executor |OK$|FAILED|GpuProject|gpu_segment_gemm|gpu_lora_apply|NOT_ON_GPU|cannot run on GPU|!Expression|Exception|LEAKED|retrying in parts' "$log" | head -40
   [ $rc = 0 ] || failed=1
   return $rc
 }
 job() { local log=$1; shift; submit "$log" --class com.sparksegmentgemm.spark.SegmentGemmJob "$ours" --gpu "$gpu" "$@"; }
 
+prows=${E2E_PROOF_ROWS:-200000}; pdim=${E2E_PROOF_DIM:-256}
+# The proof's data: 4 files (row groups of 32768 rows: batches of up to 32768 rows).
+proof_data() {
+  [ -f "$work/proof/.done-$prows-$pdim" ] && return 0
+  python3 "$here/gen_e2e.py" --out "$work/proof" --rows "$prows" --d-in "$pdim" --d-out "$pdim" \
+    --adapters 32 --files 4 | tee "$out/proof-gen.log" && touch "$work/proof/.done-$prows-$pdim"
+}
+# The same rows in 16 files of one row group each: 16 non-empty tasks, so that every executor
+# and task slot of the concurrency runs gets work.
+conc_data() {
+  [ -f "$work/conc/.done-$prows-$pdim" ] && return 0
+  python3 "$here/gen_e2e.py" --out "$work/conc" --rows "$prows" --d-in "$pdim" --d-out "$pdim" \
+    --adapters 32 --files 16 | tee "$out/conc-gen.log" && touch "$work/conc/.done-$prows-$pdim"
+}
+# Input splits that do not depend on the number of cores (Spark sizes splits by
+# total bytes / default parallelism otherwise): 16 MB, at least one partition.
+same_splits=(--conf spark.sql.files.maxPartitionBytes=16m --conf spark.sql.files.minPartitionNum=1)
+# Runs "job LOG args..." in the background; its pid in $!.
+bg_job() { job "$@" & }
+# Waits for a background run; a failure fails the script.
+await() { wait "$1" || failed=1; }
+
 if [[ " $steps " == *" proof "* ]]; then
   echo "== proof: the UDF in RAPIDS' physical plan, the same rows as the CPU, our metrics"
-  prows=${E2E_PROOF_ROWS:-200000}; pdim=${E2E_PROOF_DIM:-256}
-  python3 "$here/gen_e2e.py" --out "$work/proof" --rows "$prows" --d-in "$pdim" --d-out "$pdim" \
-    --adapters 32 --files 4 | tee "$out/proof-gen.log"
-  job "$out/proof-gpu.log" --input "$work/proof/input" --adapters "$work/proof/adapters" \
+  proof_data || failed=1
+  # The GPU run and the CPU reference (RAPIDS off) at once: they share nothing but the input.
+  bg_job "$out/proof-gpu.log" --input "$work/proof/input" --adapters "$work/proof/adapters" \
     --output "$work/proof/out-gpu" --mode overwrite --explain
+  p1=$!
   E2E_GPU_SAVED=$gpu; gpu=off
-  job "$out/proof-cpu.log" --input "$work/proof/input" --adapters "$work/proof/adapters" \
+  bg_job "$out/proof-cpu.log" --input "$work/proof/input" --adapters "$work/proof/adapters" \
     --output "$work/proof/out-cpu" --mode overwrite
+  p2=$!
   gpu=$E2E_GPU_SAVED
+  await $p1; await $p2
   python3 "$here/compare_outputs.py" "$work/proof/out-gpu" "$work/proof/out-cpu" --tol 1e-2 \
-    | tee "$out/proof-compare.log" || failed=1
+    | tee "$out/proof-compare.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || failed=1
   sed -n '/^physical plan:/,/^$/p' "$out/proof-gpu.log" | head -30 > "$out/proof-plan.txt"
-  echo "== the README's demo (dev/run-demo's main) with the GPU"
+  if [ "$gpu" = on ]; then
+    check job "$out/proof-gpu.log" --rows "$prows" --where gpu --plan segment_gemm
+  else
+    check job "$out/proof-gpu.log" --rows "$prows" --where cpu
+  fi
+  check job "$out/proof-cpu.log" --rows "$prows" --where cpu
+  echo "== the README's demo (dev/run-demo's main), and lora_apply's, with the GPU"
   submit "$out/demo.log" --class com.sparksegmentgemm.spark.SegmentGemmDemo "$ours" \
-    --gpu "$gpu" --dir "$work/demo" --rows "$prows"
+    --gpu "$gpu" --dir "$work/demo" --rows "$prows" &
+  p1=$!
+  submit "$out/demo-lora.log" --class com.sparksegmentgemm.spark.SegmentGemmDemo "$ours" \
+    --gpu "$gpu" --dir "$work/demo-lora" --rows "$prows" --function lora_apply &
+  p2=$!
+  await $p1; await $p2
+  check demo "$out/demo.log" --rows "$prows" --where "$(where)"
+  check demo "$out/demo-lora.log" --rows "$prows" --where "$(where)"
+  # lora_apply's plan: the job over the demo's data and PEFT adapters, with --explain.
+  job "$out/proof-lora-gpu.log" --function lora_apply --input "$work/demo-lora/input" \
+    --adapters "$work/demo-lora/adapters" --output "$work/demo-lora/out-job" --mode overwrite \
+    --explain
+  sed -n '/^physical plan:/,/^$/p' "$out/proof-lora-gpu.log" | head -30 >> "$out/proof-plan.txt"
+  if [ "$gpu" = on ]; then
+    check job "$out/proof-lora-gpu.log" --rows "$prows" --where gpu --plan lora_apply
+  else
+    check job "$out/proof-lora-gpu.log" --rows "$prows" --where cpu
+  fi
+fi
+
+if [[ " $steps " == *" concurrency "* ]]; then
+  echo "== concurrency: local[16] x 4 GPU tasks vs local[1] x 1, the same splits: bit-identical"
+  conc_data || failed=1
+  sparkopts=(--master "local[16]" "${same_splits[@]}" --conf spark.rapids.sql.concurrentGpuTasks=4)
+  bg_job "$out/conc-16x4.log" --input "$work/conc/input" --adapters "$work/conc/adapters" \
+    --output "$work/conc/out-16x4" --mode overwrite
+  p1=$!
+  sparkopts=(--master "local[1]" "${same_splits[@]}" --conf spark.rapids.sql.concurrentGpuTasks=1)
+  bg_job "$out/conc-1x1.log" --input "$work/conc/input" --adapters "$work/conc/adapters" \
+    --output "$work/conc/out-1x1" --mode overwrite
+  p2=$!
+  sparkopts=()
+  await $p1; await $p2
+  check job "$out/conc-16x4.log" --rows "$prows" --where "$(where)"
+  check job "$out/conc-1x1.log" --rows "$prows" --where "$(where)"
+  python3 "$here/compare_outputs.py" "$work/conc/out-16x4" "$work/conc/out-1x1" --exact \
+    | tee "$out/conc-compare.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+fi
+
+if [[ " $steps " == *" sharedgpu "* ]]; then
+  echo "== two executors sharing one GPU (standalone cluster, both workers own GPU 0)"
+  conc_data || failed=1
+  [ -d "$work/conc/out-1x1" ] || {
+    sparkopts=(--master "local[1]" "${same_splits[@]}" --conf spark.rapids.sql.concurrentGpuTasks=1)
+    job "$out/conc-1x1.log" --input "$work/conc/input" --adapters "$work/conc/adapters" \
+      --output "$work/conc/out-1x1" --mode overwrite
+    sparkopts=()
+  }
+  # A SPARK_HOME from the staged launcher scripts and Spark's jars (the GPU machine has no Spark).
+  spark_home=$work/spark-home
+  mkdir -p "$spark_home" && cp -r "$libs/spark-home/bin" "$libs/spark-home/sbin" "$spark_home/"
+  ln -sfn "$libs/spark-jars" "$spark_home/jars"
+  cluster=$work/cluster-shared
+  url=$(JAVA_HOME=$(dirname "$(dirname "$java")") SPARK_HOME=$spark_home \
+    "$here/../../dev/spark-cluster" start --workers 2 --cores-per-worker 4 --memory-per-worker 20g \
+    --gpus-per-worker 1 --gpu-addresses 0 --dir "$cluster" 2>"$out/sharedgpu-cluster.log" | tail -1)
+  if [ -z "$url" ]; then
+    echo "sharedgpu: the cluster did not start (sharedgpu-cluster.log)"; failed=1
+  else
+    jars=$ours
+    conf=(--conf spark.plugins=com.sparksegmentgemm.spark.SegmentGemmPlugin)
+    if [ "$gpu" = on ]; then
+      jars=$rapids,$ours
+      # Two RAPIDS executors on one GPU: each pools at most 40% of it.
+      conf=(--conf spark.plugins=com.nvidia.spark.SQLPlugin,com.sparksegmentgemm.spark.SegmentGemmPlugin
+        --conf spark.rapids.sql.enabled=true --conf spark.rapids.sql.explain=NOT_ON_GPU
+        --conf spark.rapids.sql.concurrentGpuTasks=2 --conf spark.rapids.memory.pinnedPool.size=2g
+        --conf spark.rapids.memory.gpu.allocFraction=0.4 --conf spark.rapids.memory.gpu.maxAllocFraction=0.4)
+    fi
+    start=$(date +%s)
+    JAVA_HOME=$(dirname "$(dirname "$java")") SPARK_HOME=$spark_home SPARK_LOCAL_IP=127.0.0.1 \
+      "$spark_home/bin/spark-submit" --master "$url" --driver-memory 8g --jars "$jars" \
+      --conf spark.ui.enabled=false --conf spark.executor.cores=4 --conf spark.executor.memory=16g \
+      --conf spark.executor.resource.gpu.amount=1 --conf spark.task.resource.gpu.amount=0.25 \
+      --conf spark.cores.max=8 --conf spark.scheduler.minRegisteredResourcesRatio=1.0 \
+      --conf spark.scheduler.maxRegisteredResourcesWaitingTime=60s \
+      --conf "spark.driver.extraJavaOptions=-Dai.rapids.refcount.debug=$refcount" \
+      --conf "spark.executor.extraJavaOptions=-Dai.rapids.refcount.debug=$refcount" \
+      "${same_splits[@]}" "${conf[@]}" --class com.sparksegmentgemm.spark.SegmentGemmJob "$ours" \
+      --input "$work/conc/input" --adapters "$work/conc/adapters" \
+      --output "$work/conc/out-shared" --mode overwrite > "$out/sharedgpu.log" 2>&1
+    rc=$?
+    echo "sharedgpu.log: rc=$rc, $(( $(date +%s) - start )) s"
+    grep -E '^segment_gemm: |^  executor ' "$out/sharedgpu.log"
+    [ $rc = 0 ] || failed=1
+    "$here/../../dev/spark-cluster" stop --dir "$cluster" > /dev/null 2>&1
+    # The executors' stdout/stderr (their LEAKED lines, if any), and the daemons' logs.
+    mkdir -p "$out/sharedgpu-cluster"
+    cp -r "$cluster/work" "$cluster/logs" "$out/sharedgpu-cluster/" 2>/dev/null
+    find "$out/sharedgpu-cluster" -name '*.jar' -delete
+    check job "$out/sharedgpu.log" --rows "$prows" --where "$(where)" --executors 2 --assigned-gpu 0
+    python3 "$here/compare_outputs.py" "$work/conc/out-shared" "$work/conc/out-1x1" --exact \
+      | tee "$out/sharedgpu-compare.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+  fi
+fi
+
+if [[ " $steps " == *" oom "* ]]; then
+  echo "== out of memory: the RAPIDS pool capped below one batch's needs"
+  proof_data || failed=1
+  [ -d "$work/proof/out-gpu" ] || job "$out/proof-gpu.log" --input "$work/proof/input" \
+    --adapters "$work/proof/adapters" --output "$work/proof/out-gpu" --mode overwrite
+  # A batch of 32768 rows x 256 floats is ~34 MB in; the UDF holds it, its float output, x and y
+  # in bf16 and the result's copies: ~3-4x that. The pool (RMM's pool allocator: a hard cap of
+  # exactly allocSize) fits the scan but not the UDF's peak. A run that completes without a
+  # retry gets a smaller cap, one that fails a larger one, up to 3 runs.
+  cap=$(python3 -c "import sys; s=sys.argv[1].lower(); print(int(float(s[:-1]) * 2**20) if s.endswith('m') else int(s))" "${E2E_OOM_POOL:-96m}")
+  oom_ok=0; failed_at_start=$failed
+  for attempt in 1 2 3; do
+    log=$out/oom-$attempt.log
+    rm -rf "$work/oom-events" && mkdir -p "$work/oom-events"
+    sparkopts=(--conf spark.rapids.sql.concurrentGpuTasks=1
+      --conf spark.rapids.memory.gpu.pool=DEFAULT --conf spark.rapids.memory.gpu.allocSize=$cap
+      --conf spark.rapids.memory.gpu.minAllocFraction=0
+      --conf spark.eventLog.enabled=true --conf spark.eventLog.dir="file://$work/oom-events"
+      --conf spark.eventLog.compress=false --conf spark.eventLog.rolling.enabled=false)
+    echo "oom run $attempt: pool $((cap >> 20)) MiB" | tee -a "$out/checks.log"
+    job "$log" --input "$work/proof/input" --adapters "$work/proof/adapters" \
+      --output "$work/proof/out-oom" --mode overwrite
+    rc=$?
+    sparkopts=()
+    if [ $rc != 0 ]; then
+      cap=$((cap * 5 / 4)); continue
+    fi
+    if python3 "$here/check_run.py" retries "$log" "$work/oom-events" | tee -a "$out/checks.log" \
+        | grep -q ': PASS'; then
+      oom_ok=1
+      break
+    fi
+    cap=$((cap * 7 / 10))
+  done
+  if [ $oom_ok = 1 ]; then
+    failed=$failed_at_start  # runs that failed on the way to a working cap are not the step's failure
+    check job "$log" --rows "$prows" --where "$(where)"
+    python3 "$here/compare_outputs.py" "$work/proof/out-oom" "$work/proof/out-gpu" --tol 1e-2 \
+      | tee "$out/oom-compare.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+  else
+    echo "check oom: FAIL no run completed with a retry or split (see oom-*.log)" | tee -a "$out/checks.log"
+    failed=1
+  fi
 fi
 
 if [[ " $steps " == *" bench "* ]]; then
@@ -94,4 +284,6 @@ if [[ " $steps " == *" bench "* ]]; then
   submit "$out/bench-sql.log" --class com.sparksegmentgemm.spark.bench.SqlExplodeBaseline "$tests" \
     "$work/bench/tiny" "$work/bench/weights_rows" "$work/bench/out-sql"
 fi
+# No leaked device or host buffer in any log (cuDF's leak tracking, E2E_REFCOUNT=true).
+check leaks "$out"
 exit $failed

@@ -10,6 +10,7 @@ import ai.rapids.cudf.DeviceMemoryBuffer;
 import ai.rapids.cudf.HostMemoryBuffer;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.Gpu;
+import com.sparksegmentgemm.nativelib.GpuRequirement;
 import com.sparksegmentgemm.nativelib.SegmentGemmException;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
 import com.sparksegmentgemm.nativelib.Status;
@@ -42,7 +43,7 @@ class GpuSegmentGemmTest {
   /** Per test, so that each one is reported as skipped (a class-level skip counts none). */
   @BeforeEach
   void requireGpu() {
-    assumeTrue(gemm != null, () -> "no usable CUDA GPU: " + Gpu.unavailableReason().orElse(""));
+    GpuRequirement.assumeGpu();
   }
 
   @AfterAll

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.rapids.cudf.BaseDeviceMemoryBuffer;
 import ai.rapids.cudf.ColumnVector;
@@ -14,6 +13,7 @@ import ai.rapids.cudf.HostColumnVector;
 import ai.rapids.cudf.HostMemoryBuffer;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.Gpu;
+import com.sparksegmentgemm.nativelib.GpuRequirement;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -23,6 +23,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
@@ -45,6 +46,8 @@ class SegmentGemmUdfGpuTest {
   @TempDir static Path dir;
   /** Store (subdirectory) -> adapter id -> weight. */
   private static final Map<String, Map<String, float[]>> WEIGHTS = new HashMap<>();
+  /** Store -> {d_in, d_out}. */
+  private static final Map<String, int[]> DIMS = new HashMap<>();
   private static final Map<String, AdapterFiles.Lora> LORA = new HashMap<>();
 
   @BeforeAll
@@ -52,16 +55,27 @@ class SegmentGemmUdfGpuTest {
     Gpu.unavailableReason().ifPresentOrElse(
         r -> System.out.println("SegmentGemmUdfGpuTest: every test SKIPPED, no usable CUDA GPU here (" + r + ")"),
         () -> System.out.println("SegmentGemmUdfGpuTest on " + SegmentGemmNative.deviceQuery(0)));
-    WEIGHTS.put("named", AdapterFiles.writeRandom(dir.resolve("named"), new Random(1), 40, D_IN, D_OUT));
-    WEIGHTS.put("many", AdapterFiles.writeRandom(dir.resolve("many"), new Random(2), 1000, D_IN, D_OUT));
-    WEIGHTS.put("odd", AdapterFiles.writeRandom(dir.resolve("odd"), new Random(3), 5, 13, 7));
+    store("named", 40, D_IN, D_OUT, 1);
+    store("many", 1000, D_IN, D_OUT, 2);
+    // d_in > 512 and unaligned: beyond the small-call kernel and the tensor cores: portable.
+    store("odd", 5, 601, 7, 3);
     WEIGHTS.put("numeric", AdapterFiles.writeNumeric(dir.resolve("numeric"), new Random(4), 10, D_IN, D_OUT));
+    DIMS.put("numeric", new int[] {D_IN, D_OUT});
+    // Sizes that leave the small-call kernel (rows x d_in x d_out > 2^22 MACs) for the
+    // tensor-core tile classes of native/src/cuda/plan.cu.
+    store("square", 200, 64, 64, 21);
+    store("narrow", 8, 256, 32, 22);
+  }
+
+  private static void store(String name, int count, int dIn, int dOut, long seed) throws IOException {
+    WEIGHTS.put(name, AdapterFiles.writeRandom(dir.resolve(name), new Random(seed), count, dIn, dOut));
+    DIMS.put(name, new int[] {dIn, dOut});
   }
 
   /** Per test, so that each one is reported as skipped (a class-level skip counts none). */
   @BeforeEach
   void requireGpu() {
-    assumeTrue(Gpu.isAvailable(), () -> "no usable CUDA GPU: " + Gpu.unavailableReason().orElse(""));
+    GpuRequirement.assumeGpu();
   }
 
   @AfterAll
@@ -119,8 +133,8 @@ class SegmentGemmUdfGpuTest {
   private static void checkRows(SegmentGemmUdf udf, String store, SegmentGemmSettings s,
       List<UdfCases.Input> rows, List<float[]> gpu, String what) {
     Map<String, float[]> w = WEIGHTS.get(store);
-    int dIn = store.equals("odd") ? 13 : D_IN;
-    int dOut = store.equals("odd") ? 7 : D_OUT;
+    int dIn = DIMS.get(store)[0];
+    int dOut = DIMS.get(store)[1];
     for (int i = 0; i < rows.size(); i++) {
       UdfCases.Input in = rows.get(i);
       float[] cpu = udf.call(in.adapterId(), in.features() == null ? null
@@ -333,8 +347,9 @@ class SegmentGemmUdfGpuTest {
 
   @Test
   void unalignedSizesRunThePortableKernel() {
-    List<UdfCases.Input> rows = UdfCases.skewed(new Random(13), ids("odd"), 300, 13, 0.05);
-    checkBatch("odd", settings("odd", DType.FLOAT16), rows, "13 -> 7");
+    List<UdfCases.Input> rows = UdfCases.skewed(new Random(13), ids("odd"), 300, 601, 0.05);
+    assertPlan(plans("odd", settings("odd", DType.FLOAT16), rows, "601 -> 7"), "portable fp16 B=row",
+        "601 -> 7 under AUTO");
   }
 
   @Test
@@ -368,7 +383,89 @@ class SegmentGemmUdfGpuTest {
   @Test
   void forcedPortableBackend() {
     SegmentGemmSettings s = settings("named", DType.BFLOAT16).withBackend(SegmentGemm.Backend.PORTABLE);
-    checkBatch("named", s, UdfCases.skewed(new Random(16), ids("named"), 500, D_IN, 0.05), "PORTABLE");
+    assertPlan(plans("named", s, UdfCases.skewed(new Random(16), ids("named"), 500, D_IN, 0.05),
+        "PORTABLE"), "portable bf16 B=row", "forced PORTABLE");
+  }
+
+  /**
+   * evaluate over rows, checked row by row against call() and the reference; returns the plans
+   * (native/src/cuda/plan.cu's describe_plan) of its native calls, of which there must be one.
+   */
+  private static Set<String> plans(String store, SegmentGemmSettings s, List<UdfCases.Input> rows,
+      String what) {
+    PhaseTimes times = new PhaseTimes();
+    try (ColumnVector ids = idColumn(rows);
+         ColumnVector features = featureColumn(rows);
+         ColumnVector out = new ColumnarSegmentGemm(s, AdapterWeights.Function.SEGMENT_GEMM, times)
+             .evaluate(ids, features)) {
+      checkRows(new SegmentGemmUdf(s), store, s, rows, toRows(out), what);
+      assertEquals(1, times.nativeCalls(), what + ": one native call; plans " + times.plans());
+    }
+    return times.plans();
+  }
+
+  private static void assertPlan(Set<String> plans, String prefix, String what) {
+    assertEquals(1, plans.size(), what + ": one plan, not " + plans);
+    String plan = plans.iterator().next();
+    assertTrue(plan.startsWith(prefix), what + ": plan '" + plan + "', expected '" + prefix + "...'");
+  }
+
+  /** Rows over the first `adapters` ids of a store, round robin (every segment the same length). */
+  private static List<UdfCases.Input> evenRows(String store, int adapters, int n, long seed) {
+    Random rnd = new Random(seed);
+    List<String> ids = ids(store).subList(0, adapters);
+    List<UdfCases.Input> rows = new ArrayList<>(n);
+    for (int r = 0; r < n; r++) {
+      rows.add(new UdfCases.Input(ids.get(r % adapters), UdfCases.features(rnd, DIMS.get(store)[0])));
+    }
+    return rows;
+  }
+
+  private static String dt(DType dtype) {
+    return switch (dtype) {
+      case FLOAT32 -> "fp32";
+      case FLOAT16 -> "fp16";
+      case BFLOAT16 -> "bf16";
+    };
+  }
+
+  /**
+   * Every kernel class through the UDF, each asserted by its plan (plan.cu: AUTO takes the small-call
+   * kernel up to 1,024 segments, d_in <= 512 and 2^22 MACs; then, for 16-bit dtypes and sizes that
+   * are multiples of 8, sm90's 64x32 tile for d_out <= 32, its 64x128 ping-pong tile for at most 64
+   * rows per segment, its 128x256 cooperative tile for longer segments; else the portable kernel).
+   */
+  @ParameterizedTest
+  @EnumSource(value = DType.class, names = {"FLOAT16", "BFLOAT16"})
+  void everyTensorCoreKernelClassThroughTheUdf(DType dtype) {
+    String d = dt(dtype);
+    SegmentGemmSettings square = settings("square", dtype);
+    // 4 segments of 2,000 rows: 64 x 64, 32.8M MACs.
+    assertPlan(plans("square", square, evenRows("square", 4, 8000, 50), "long segments " + d),
+        "sm90 " + d + " B=row tile=128x256x64 cooperative, 4 problems", "long segments " + d);
+    // 200 segments of 15 rows: 12.3M MACs, at most 64 rows per segment.
+    assertPlan(plans("square", square, evenRows("square", 200, 3000, 51), "short segments " + d),
+        "sm90 " + d + " B=row tile=64x128x64 ping-pong, 200 problems", "short segments " + d);
+    // d_out = 32: 2,000 rows x 256 x 32 = 16.4M MACs.
+    assertPlan(plans("narrow", settings("narrow", dtype), evenRows("narrow", 8, 2000, 52),
+        "d_out 32 " + d), "sm90 " + d + " B=row tile=64x32x64 ping-pong, 8 problems", "d_out 32 " + d);
+    // Forced SM80 (the Ampere kernels also run on Hopper), on sizes AUTO sends to the small kernel.
+    assertPlan(plans("square", square.withBackend(SegmentGemm.Backend.SM80),
+        evenRows("square", 4, 200, 53), "SM80 " + d), "sm80 " + d + " B=row tile=128x128x32 4-stage",
+        "forced SM80 " + d);
+    // The same small call under AUTO: the fused small-call kernel.
+    assertPlan(plans("square", square, evenRows("square", 4, 200, 53), "small " + d),
+        "small " + d + " B=row", "small call " + d);
+  }
+
+  /** float32 has no tensor-core kernel: the small-call kernel, else the portable one. */
+  @Test
+  void float32RunsTheSmallAndThePortableKernels() {
+    SegmentGemmSettings s = settings("square", DType.FLOAT32);
+    assertPlan(plans("square", s, evenRows("square", 4, 200, 54), "small fp32"), "small fp32 B=row",
+        "small fp32 call");
+    assertPlan(plans("square", s, evenRows("square", 4, 8000, 55), "large fp32"),
+        "portable fp32 B=row", "fp32 beyond the small kernel");
   }
 
   @Test

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeFalse;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import org.junit.jupiter.api.Test;
 
@@ -75,8 +74,7 @@ class NativeLibTest {
 
   @Test
   void gpuIsQueried() {
-    assumeTrue(Gpu.isAvailable(), () -> "skipped: no usable CUDA GPU here ("
-        + Gpu.unavailableReason().orElse("") + ")");
+    GpuRequirement.assumeGpu();
     int n = SegmentGemmNative.deviceCount();
     assertTrue(n > 0);
     DeviceInfo info = SegmentGemmNative.deviceQuery(0);
