@@ -63,10 +63,8 @@ def test_demo_and_leaks_and_retries(tmp_path):
     ev.mkdir()
     (ev / "app").write_text('{"Event":"SparkListenerTaskEnd","Task Info":{"Accumulables":'
                             '[{"Name":"gpuSplitAndRetryCount","Update":"2"}]}}\n')
-    assert check_run.check_retries([], str(ev))[0]
-    assert not check_run.check_retries([], str(tmp_path / "a"))[0]
-    assert check_run.check_retries(["WARN ColumnarSegmentGemm: segment_gemm: GPU out of memory "
-                                    "for 32768 rows; retrying in parts of 16384"], str(tmp_path / "a"))[0]
+    assert check_run.check_retries(str(ev))[0]
+    assert not check_run.check_retries(str(tmp_path / "a"))[0]
 
 
 CONSOLE = """== native

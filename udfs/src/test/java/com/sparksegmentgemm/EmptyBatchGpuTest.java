@@ -1,13 +1,12 @@
 package com.sparksegmentgemm;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ai.rapids.cudf.ColumnVector;
 import ai.rapids.cudf.ColumnView;
 import ai.rapids.cudf.HostColumnVector;
 import com.sparksegmentgemm.nativelib.DType;
-import com.sparksegmentgemm.nativelib.Gpu;
+import com.sparksegmentgemm.nativelib.GpuRequirement;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -44,7 +43,7 @@ class EmptyBatchGpuTest {
 
   @BeforeEach
   void requireGpu() {
-    assumeTrue(Gpu.isAvailable(), () -> "no usable CUDA GPU: " + Gpu.unavailableReason().orElse(""));
+    GpuRequirement.assumeGpu();
   }
 
   @AfterAll
