@@ -58,7 +58,12 @@ public final class SafetensorsReader {
       for (int i = 0; i < shape.length; i++) {
         shape[i] = shapeNode.get(i).asLong(-1);
         if (shape[i] < 0) throw bad(file, name, "has a negative dimension in its shape");
-        count = Math.multiplyExact(count, shape[i]);
+        // Past 2^31 values the tensor cannot be held in one array: say so, naming it.
+        count = shape[i] == 0 || count <= (Integer.MAX_VALUE - 8) / shape[i] ? count * shape[i] : -1;
+        if (count < 0) {
+          throw bad(file, name, "has shape " + shapeNode + ", more than 2^31 values; adapters are "
+              + "read into one array");
+        }
       }
       int size = switch (dtype) {
         case "F32" -> 4;
@@ -76,7 +81,6 @@ public final class SafetensorsReader {
         throw bad(file, name, "has " + (end - begin) + " data bytes but its shape and dtype "
             + dtype + " need " + count * size);
       }
-      if (count > Integer.MAX_VALUE - 8) throw bad(file, name, "is too large (" + count + " values)");
       out.add(new AdapterTensor(file, name, dtype, shape,
           decode(buf, dataStart + (int) begin, (int) count, dtype)));
     }

@@ -149,8 +149,9 @@ public final class SegmentGemmFunctions {
       Expression features = features(name, args.apply(1));
       SegmentGemmSettings settings = SegmentGemmConf.settings(
           CollectionConverters.asJava(SQLConf.get().getAllConfs()));
-      SegmentGemmRowUdf udf = RAPIDS_UDF_LOADABLE ? WithRapids.udf(settings, function)
-          : new SegmentGemmRowUdf(settings, function);
+      SegmentGemmRowUdf udf = (RAPIDS_UDF_LOADABLE ? WithRapids.udf(settings, function)
+          : new SegmentGemmRowUdf(settings, function))
+          .withArgumentNames(args.apply(0).sql(), args.apply(1).sql());
       Seq<Expression> children = CollectionConverters.asScala(List.of(id, features)).toList();
       return new ScalaUDF(udf, SegmentGemmRowUdf.RETURN_TYPE, children,
           CollectionConverters.asScala(List.<Option<
