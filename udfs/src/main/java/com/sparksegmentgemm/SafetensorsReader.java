@@ -3,7 +3,6 @@ package com.sparksegmentgemm;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.sparksegmentgemm.nativelib.DType;
-import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -35,8 +34,8 @@ public final class SafetensorsReader {
     JsonNode header;
     try {
       header = JSON.readTree(new String(bytes, 8, (int) headerLen, StandardCharsets.UTF_8));
-    } catch (IOException e) {
-      throw bad(file, "has a header that is not JSON: " + e.getMessage());
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw bad(file, "has a header that is not JSON: " + e.getOriginalMessage());
     }
     if (header == null || !header.isObject()) throw bad(file, "has a header that is not a JSON object");
     int dataStart = 8 + (int) headerLen;

@@ -46,8 +46,9 @@ public final class SegmentGemmConf {
 
   public static final Entry<String> ADAPTERS_PATH = new Entry<>("spark.segmentgemm.adapters.path",
       null, "Directory (any Hadoop file system: file:, hdfs:, s3a:, ...) of the adapters: "
-      + ".safetensors and .npy files; the adapter id is the file stem, or the tensor name in a "
-      + "safetensors file holding several adapters.", v -> {
+      + ".safetensors and .npy files and PEFT adapter folders (hidden names, starting with . or "
+      + "_, are skipped), or one .safetensors or .npy file; the adapter id is the file stem, or "
+      + "the tensor name in a safetensors file holding several adapters.", v -> {
         if (v.isEmpty()) throw new IllegalArgumentException("empty path");
         return v;
       });

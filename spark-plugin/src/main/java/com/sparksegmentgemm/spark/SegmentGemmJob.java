@@ -268,10 +268,10 @@ public final class SegmentGemmJob {
       }
       return 0;
     } catch (BadArgumentsException e) {
-      err.println("SegmentGemmJob: " + e.getMessage());
+      err.println("SegmentGemmJob: " + oneLine(e.getMessage()));
       return BAD_ARGUMENTS;
     } catch (BadInputException e) {
-      err.println("SegmentGemmJob: " + e.getMessage());
+      err.println("SegmentGemmJob: " + oneLine(e.getMessage()));
       return BAD_INPUT;
     } catch (RuntimeException e) {
       err.println("SegmentGemmJob failed: " + rootMessage(e));
@@ -728,6 +728,14 @@ public final class SegmentGemmJob {
         + "CPU), %,d batches, %,d native calls; %s%s", e.executorId(), e.host(), m.rows(),
         m.gpuRows(), m.cpuRows(), m.batches(), m.nativeCalls(), e.device(),
         e.assignedGpu().isEmpty() ? "" : " (Spark assigned GPU " + e.assignedGpu() + ")");
+  }
+
+  /**
+   * A message on one line: parsers (Jackson, Spark's analyzer) put the place of an error on
+   * lines of its own.
+   */
+  static String oneLine(String message) {
+    return String.valueOf(message).strip().replaceAll("\\s*\\R\\s*", " ");
   }
 
   static String rootMessage(Throwable e) {
