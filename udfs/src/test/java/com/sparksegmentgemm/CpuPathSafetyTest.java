@@ -50,7 +50,7 @@ class CpuPathSafetyTest {
   /**
    * 1,000 batches through both CPU entry points (the Java API's CPU backend and the row UDF):
    * the heap after a full GC must not grow by more than 16 MiB between batch 100 and batch 1,000
-   * (a leak of one batch's 200 rows x 64 values a batch would add 50 MiB).
+   * (keeping one batch's 200 x 64 input floats a batch would add 46 MB).
    */
   @Test
   void hostMemoryStaysFlatOver1000Batches() throws IOException {

@@ -474,7 +474,7 @@ class BadInputSuiteTest extends SharedSessionTest {
     // --- Settings and flags: exit 2.
     add("a bad spark.segmentgemm.onBadRow", fx -> fx.adapters(1).good(0, 5, 1)
         .flags("--conf", "spark.segmentgemm.onBadRow=skip"),
-        fails(2, "spark.segmentgemm.onBadRow = 'skip' is invalid"));
+        fails(2, "spark.segmentgemm.onBadRow = 'skip' is invalid: expected one of error, null"));
     add("a zero spark.segmentgemm.deviceCacheBytes", fx -> fx.adapters(1).good(0, 5, 1)
         .flags("--conf", "spark.segmentgemm.deviceCacheBytes=0"),
         fails(2, "spark.segmentgemm.deviceCacheBytes = '0' is invalid: a size must be positive"));
@@ -523,6 +523,9 @@ class BadInputSuiteTest extends SharedSessionTest {
     Fx fx = setup.apply(new Fx(root.resolve(name.replaceAll("[^A-Za-z0-9]+", "-"))));
     Map<String, Long> before = listing(fx.dir);
     Outcome o = run(fx.args());
+    // The outcome in the test log, to compare the CPU and GPU paths' answers line by line.
+    System.out.println("bad input: " + name + " -> exit " + o.code() + (o.err().isBlank() ? ""
+        : ": " + o.err().strip()));
     expect.check(fx, o, before);
   }
 }
