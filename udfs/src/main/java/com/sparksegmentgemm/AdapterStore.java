@@ -24,8 +24,12 @@ import org.slf4j.LoggerFactory;
  * The adapters of one directory, in host memory.
  *
  * <p>What is read: every {@code .safetensors} and {@code .npy} file directly under the directory
- * (other files are ignored), and every subdirectory holding an {@code adapter_model.safetensors},
- * the layout PEFT's {@code save_pretrained} writes (with its {@code adapter_config.json}).
+ * (other files are ignored, and so are hidden ones, whose names start with {@code .} or
+ * {@code _}, as Hadoop's input formats skip them: macOS's {@code ._x.safetensors}, Spark's
+ * {@code _SUCCESS}), and every subdirectory holding an {@code adapter_model.safetensors}, the
+ * layout PEFT's {@code save_pretrained} writes (with its {@code adapter_config.json}, which is
+ * required, as PEFT requires it). The path may also be one {@code .safetensors} or {@code .npy}
+ * file.
  *
  * <p>Ids: a .npy file, or a safetensors file holding one tensor, is one dense adapter named by
  * the file stem; a safetensors file holding several tensors is one dense adapter per tensor,
@@ -46,10 +50,12 @@ public final class AdapterStore {
   public enum Kind { DENSE, LORA }
 
   /**
-   * One adapter as read. For LoRA, config is PEFT's adapter_config.json (null when there is
-   * none: then lora_alpha = r, a scaling of 1).
+   * One adapter as read. For LoRA, config is PEFT's adapter_config.json: null for a loose
+   * {@code <id>.safetensors} file (PEFT's LoraConfig defaults then apply, see {@link #scaling});
+   * folder says whether it came from a PEFT folder (which must have a config).
    */
-  public record Adapter(String id, Kind kind, List<AdapterTensor> tensors, JsonNode config) {}
+  public record Adapter(String id, Kind kind, List<AdapterTensor> tensors, JsonNode config,
+      boolean folder) {}
 
   private final String path;
   private final boolean weightColumnMajor;
@@ -99,13 +105,28 @@ public final class AdapterStore {
     long start = System.nanoTime();
     Path dir = new Path(path);
     FileSystem fs = dir.getFileSystem(conf);
-    FileStatus[] files = fs.listStatus(dir);
+    FileStatus top;
+    try {
+      top = fs.getFileStatus(dir);
+    } catch (java.io.FileNotFoundException e) {
+      throw new IllegalArgumentException("the adapters path " + path + " does not exist");
+    }
+    FileStatus[] files;
+    if (top.isDirectory()) {
+      files = fs.listStatus(dir);
+    } else if (isAdapterFile(dir.getName())) {
+      files = new FileStatus[] {top};  // one file: its adapters alone
+    } else {
+      throw new IllegalArgumentException("the adapters path " + path + " is a file but not a "
+          + ".safetensors or .npy file; give a directory of adapters or one adapter file");
+    }
     Arrays.sort(files, Comparator.comparing(f -> f.getPath().getName()));
     Map<String, Adapter> adapters = new TreeMap<>();
     Map<String, String> origin = new HashMap<>();
     long bytes = 0;
     for (FileStatus f : files) {
       String name = f.getPath().getName();
+      if (name.startsWith(".") || name.startsWith("_")) continue;  // hidden, as Hadoop sees it
       List<Adapter> found;
       Path file = f.getPath();
       if (f.isDirectory()) {
@@ -117,16 +138,16 @@ public final class AdapterStore {
         Path configFile = new Path(f.getPath(), "adapter_config.json");
         JsonNode config = fs.exists(configFile) ? readConfig(fs, configFile) : null;
         List<AdapterTensor> tensors = SafetensorsReader.read(file.toString(), content);
-        found = List.of(new Adapter(name, kindOf(tensors), tensors, config));
+        found = List.of(new Adapter(name, kindOf(tensors), tensors, config, true));
       } else {
         boolean st = name.endsWith(".safetensors");
-        if (!(st || name.endsWith(".npy"))) continue;
+        if (!isAdapterFile(name)) continue;
         byte[] content = readAll(fs, file);
         bytes += content.length;
         String stem = name.substring(0, name.lastIndexOf('.'));
         found = st ? fromSafetensors(stem, SafetensorsReader.read(file.toString(), content))
             : List.of(new Adapter(stem, Kind.DENSE,
-                List.of(NpyReader.read(file.toString(), content)), null));
+                List.of(NpyReader.read(file.toString(), content)), null, false));
       }
       for (Adapter a : found) {
         String before = origin.put(a.id(), file.toString());
@@ -147,6 +168,10 @@ public final class AdapterStore {
         adapters.size() - store.dense.size(), path, bytes >> 20,
         (System.nanoTime() - start) / 1_000_000);
     return store;
+  }
+
+  private static boolean isAdapterFile(String name) {
+    return name.endsWith(".safetensors") || name.endsWith(".npy");
   }
 
   private static byte[] readAll(FileSystem fs, Path file) throws IOException {
@@ -173,10 +198,14 @@ public final class AdapterStore {
   }
 
   private static List<Adapter> fromSafetensors(String stem, List<AdapterTensor> tensors) {
-    if (kindOf(tensors) == Kind.LORA) return List.of(new Adapter(stem, Kind.LORA, tensors, null));
-    if (tensors.size() == 1) return List.of(new Adapter(stem, Kind.DENSE, tensors, null));
+    if (kindOf(tensors) == Kind.LORA) {
+      return List.of(new Adapter(stem, Kind.LORA, tensors, null, false));
+    }
+    if (tensors.size() == 1) return List.of(new Adapter(stem, Kind.DENSE, tensors, null, false));
     List<Adapter> out = new ArrayList<>();
-    for (AdapterTensor t : tensors) out.add(new Adapter(t.name(), Kind.DENSE, List.of(t), null));
+    for (AdapterTensor t : tensors) {
+      out.add(new Adapter(t.name(), Kind.DENSE, List.of(t), null, false));
+    }
     return out;
   }
 
@@ -206,7 +235,14 @@ public final class AdapterStore {
 
   /** The weights of a function: {@link #dense()}, or {@link #lora} of the module. */
   public AdapterWeights weights(AdapterWeights.Function function, String loraModule) {
-    return function == AdapterWeights.Function.SEGMENT_GEMM ? dense : lora(loraModule);
+    if (function == AdapterWeights.Function.LORA_APPLY) return lora(loraModule);
+    if (dense.size() == 0) {
+      // Else segment_gemm would pass the driver's check and fail on every row.
+      throw new IllegalArgumentException("the adapters at " + path + " include no dense adapter "
+          + "for segment_gemm: they are " + adapters.size() + " LoRA adapters (lora_A/lora_B "
+          + "tensors); use lora_apply");
+    }
+    return dense;
   }
 
   /**
@@ -257,7 +293,7 @@ public final class AdapterStore {
             + Arrays.toString(a.shape()) + " and " + b.source() + " " + Arrays.toString(b.shape())
             + " are not (r, d_in) and (d_out, r)");
       }
-      pairs.put(ad.id(), new Pair(a, b, scaling(ad, m, a.shape()[0])));
+      pairs.put(ad.id(), new Pair(a, b, scaling(ad, path, m, a.shape()[0])));
     }
     if (pairs.isEmpty()) {
       throw new IllegalArgumentException("the adapters at " + path + " include no LoRA adapter "
@@ -334,21 +370,70 @@ public final class AdapterStore {
   }
 
   /**
-   * PEFT's scaling: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora; an alpha_pattern
-   * key is a regular expression matched, as PEFT does, against the module name's tail
-   * ({@code (.*\.)?key$}).
+   * PEFT's scaling of one adapter's module, following PEFT exactly (huggingface/peft,
+   * src/peft/tuners/lora): {@code LoraConfig} defaults {@code r = 8} and {@code lora_alpha = 8}
+   * (config.py); {@code LoraModel._create_and_replace} takes
+   * {@code r = rank_pattern.get(key, r)} and {@code alpha = alpha_pattern.get(key, lora_alpha)}
+   * for the first key of each pattern matching the module name's tail ({@code (.*\.)?(key)$},
+   * get_pattern_key in src/peft/utils/other.py); {@code LoraLayer.update_layer} sets
+   * {@code scaling = lora_alpha / r}, or {@code lora_alpha / sqrt(r)} with {@code use_rslora}
+   * (layer.py). Where PEFT would fail to load the adapter we refuse it: a PEFT folder without
+   * adapter_config.json, a null or non-numeric {@code r} or {@code lora_alpha} (PEFT divides by
+   * it), and an {@code r} that is not the tensors' rank (loading the state dict fails on the size
+   * mismatch). A loose {@code <id>.safetensors} file has no config: PEFT's defaults apply
+   * ({@code lora_alpha = 8}, so {@code scaling = 8 / rank}), with a warning.
    */
-  private static double scaling(Adapter ad, String module, long r) {
+  static double scaling(Adapter ad, String path, String module, long rank) {
     JsonNode c = ad.config();
-    if (c == null) return 1.0;
-    double alpha = c.path("lora_alpha").asDouble(r);
-    for (var it = c.path("alpha_pattern").fields(); it.hasNext(); ) {
-      var e = it.next();
-      if (java.util.regex.Pattern.matches("(.*\\.)?" + e.getKey(), module)) {
-        alpha = e.getValue().asDouble();
-        break;
+    if (c == null) {
+      if (ad.folder()) {
+        throw new IllegalArgumentException("PEFT adapter folder '" + ad.id() + "' in " + path
+            + " has no adapter_config.json (PEFT cannot load it either): its r and lora_alpha "
+            + "are unknown");
       }
+      LOG.warn("LoRA adapter '{}' in {} is a loose .safetensors file without an "
+          + "adapter_config.json: PEFT's default lora_alpha = 8 applies, scaling = 8 / {} = {}",
+          ad.id(), path, rank, 8.0 / rank);
+      return 8.0 / rank;
+    }
+    String where = "LoRA adapter '" + ad.id() + "' in " + path + ": adapter_config.json";
+    double r = number(c, "r", 8, where);
+    double alpha = number(c, "lora_alpha", 8, where);
+    String rKey = patternKey(c.path("rank_pattern"), module);
+    if (rKey != null) r = number(c.path("rank_pattern"), rKey, r, where + " rank_pattern");
+    String aKey = patternKey(c.path("alpha_pattern"), module);
+    if (aKey != null) alpha = number(c.path("alpha_pattern"), aKey, alpha, where + " alpha_pattern");
+    if (r != rank) {
+      throw new IllegalArgumentException(where + " gives r = " + fmt(r) + " for module " + module
+          + " but its lora_A/lora_B tensors have rank " + rank + " (PEFT refuses the size "
+          + "mismatch too)");
     }
     return c.path("use_rslora").asBoolean(false) ? alpha / Math.sqrt(r) : alpha / r;
+  }
+
+  /** The first key of a rank_pattern or alpha_pattern object matching module, or null. */
+  private static String patternKey(JsonNode patterns, String module) {
+    for (var it = patterns.fieldNames(); it.hasNext(); ) {
+      String k = it.next();
+      if (k.equals(module) || java.util.regex.Pattern.matches("(.*\\.)?(" + k + ")", module)) {
+        return k;
+      }
+    }
+    return null;
+  }
+
+  /** A positive number field of a config: absent gives dflt; null or anything else is refused. */
+  private static double number(JsonNode obj, String field, double dflt, String where) {
+    if (!obj.has(field)) return dflt;
+    JsonNode v = obj.get(field);
+    if (!v.isNumber() || !(v.asDouble() > 0)) {
+      throw new IllegalArgumentException(where + " has " + field + " = " + v + "; it must be a "
+          + "positive number (PEFT's default " + fmt(dflt) + " applies only when it is absent)");
+    }
+    return v.asDouble();
+  }
+
+  private static String fmt(double v) {
+    return v == Math.rint(v) ? Long.toString((long) v) : Double.toString(v);
   }
 }

@@ -1,9 +1,12 @@
 package com.sparksegmentgemm;
 
 /**
- * A row segment_gemm or lora_apply cannot compute (unknown adapter, features of the wrong length, a null
- * feature value), under {@code spark.segmentgemm.onBadRow=error}. The CPU and GPU paths build
- * the same messages here; the GPU path adds the row's index in its batch.
+ * A row segment_gemm or lora_apply cannot compute (unknown adapter, features of the wrong length,
+ * a null feature value), under {@code spark.segmentgemm.onBadRow=error}. The CPU and GPU paths
+ * build the same one-line messages here, naming the function, the column, the adapter and what
+ * is wrong; {@code where} (for instance {@code " (row 17 of the batch)"}, or empty) says where
+ * the row is, as far as the caller knows. The factories without column names use the SQL
+ * functions' argument names, adapter_id and features.
  */
 public final class BadRowException extends IllegalArgumentException {
   private static final long serialVersionUID = 1L;
@@ -15,16 +18,34 @@ public final class BadRowException extends IllegalArgumentException {
   }
 
   static BadRowException unknownAdapter(AdapterWeights w, String id, String where) {
-    return new BadRowException(w, w.whyNotUsable(id) + where);
+    return unknownAdapter(w, "adapter_id", id, where);
+  }
+
+  /** @param idColumn the adapter id column (or expression) as the query names it */
+  public static BadRowException unknownAdapter(AdapterWeights w, String idColumn, String id,
+      String where) {
+    return new BadRowException(w, "column " + idColumn + where + ": " + w.whyNotUsable(id));
   }
 
   static BadRowException wrongLength(AdapterWeights w, String id, long actual, String where) {
-    return new BadRowException(w, "features for adapter '" + id + "' have " + actual
-        + " values but the adapters expect d_in = " + w.dIn() + where);
+    return wrongLength(w, "features", id, actual, where);
+  }
+
+  /** @param featuresColumn the features column (or expression) as the query names it */
+  public static BadRowException wrongLength(AdapterWeights w, String featuresColumn, String id,
+      long actual, String where) {
+    return new BadRowException(w, "column " + featuresColumn + where + " has " + actual
+        + " values for adapter '" + id + "' but the adapters expect d_in = " + w.dIn());
   }
 
   static BadRowException nullValue(AdapterWeights w, String id, String where) {
-    return new BadRowException(w, "features for adapter '" + id + "' contain a null value"
-        + where);
+    return nullValue(w, "features", id, -1, where);
+  }
+
+  /** @param index the position of the first null value, or -1 when unknown */
+  public static BadRowException nullValue(AdapterWeights w, String featuresColumn, String id,
+      int index, String where) {
+    return new BadRowException(w, "column " + featuresColumn + where + " has a null value"
+        + (index >= 0 ? " at index " + index : "") + " for adapter '" + id + "'");
   }
 }

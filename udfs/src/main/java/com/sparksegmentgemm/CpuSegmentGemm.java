@@ -20,7 +20,12 @@ public final class CpuSegmentGemm {
     float[] x = rounded(in.x(), in.dtype());
     float[] w = rounded(in.weights(), in.dtype());
     int dIn = in.dIn(), dOut = in.dOut();
-    float[] y = new float[Math.multiplyExact(Math.toIntExact(in.xRows()), dOut)];
+    if (in.xRows() * dOut > Integer.MAX_VALUE - 8) {
+      throw new IllegalArgumentException("x_rows * d_out = " + in.xRows() + " * " + dOut + " = "
+          + in.xRows() * dOut + " output values exceed one Java array (2^31 - 1) on the CPU "
+          + "backend; split the call into fewer rows");
+    }
+    float[] y = new float[(int) in.xRows() * dOut];
     for (int s = 0; s < in.batchSize(); s++) {
       int row0 = (int) indptr[s];
       int rows = (int) (indptr[s + 1] - indptr[s]);

@@ -47,10 +47,25 @@ public final class NpyReader {
     String descr = group(file, DESCR, header, "descr");
     boolean fortran = group(file, FORTRAN, header, "fortran_order").equals("True");
     String[] dims = group(file, SHAPE, header, "shape").split(",");
-    long[] shape = java.util.Arrays.stream(dims).map(String::trim).filter(d -> !d.isEmpty())
-        .mapToLong(Long::parseLong).toArray();
+    String shapeText = "(" + String.join(",", dims) + ")";
+    long[] shape;
+    try {
+      shape = java.util.Arrays.stream(dims).map(String::trim).filter(d -> !d.isEmpty())
+          .mapToLong(Long::parseLong).toArray();
+    } catch (NumberFormatException e) {
+      throw bad(file, "has shape " + shapeText + " in its header; a shape is a tuple of integers");
+    }
     long count = 1;
-    for (long d : shape) count = Math.multiplyExact(count, d);
+    for (long d : shape) {
+      if (d < 0) throw bad(file, "has a negative dimension in its shape " + shapeText);
+      // A shape whose product passes 2^31 values cannot be an adapter this reader holds in one
+      // array: say so, naming the file, rather than overflow.
+      count = d == 0 || count <= (Integer.MAX_VALUE - 8) / d ? count * d : -1;
+      if (count < 0) {
+        throw bad(file, "has shape " + shapeText + ", more than 2^31 values; adapters are read "
+            + "into one array");
+      }
+    }
     int size = switch (descr) {
       case "<f4" -> 4;
       case "<f2" -> 2;

@@ -3,7 +3,6 @@ package com.sparksegmentgemm;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.sparksegmentgemm.nativelib.DType;
-import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -35,8 +34,8 @@ public final class SafetensorsReader {
     JsonNode header;
     try {
       header = JSON.readTree(new String(bytes, 8, (int) headerLen, StandardCharsets.UTF_8));
-    } catch (IOException e) {
-      throw bad(file, "has a header that is not JSON: " + e.getMessage());
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw bad(file, "has a header that is not JSON: " + e.getOriginalMessage());
     }
     if (header == null || !header.isObject()) throw bad(file, "has a header that is not a JSON object");
     int dataStart = 8 + (int) headerLen;
@@ -58,7 +57,12 @@ public final class SafetensorsReader {
       for (int i = 0; i < shape.length; i++) {
         shape[i] = shapeNode.get(i).asLong(-1);
         if (shape[i] < 0) throw bad(file, name, "has a negative dimension in its shape");
-        count = Math.multiplyExact(count, shape[i]);
+        // Past 2^31 values the tensor cannot be held in one array: say so, naming it.
+        count = shape[i] == 0 || count <= (Integer.MAX_VALUE - 8) / shape[i] ? count * shape[i] : -1;
+        if (count < 0) {
+          throw bad(file, name, "has shape " + shapeNode + ", more than 2^31 values; adapters are "
+              + "read into one array");
+        }
       }
       int size = switch (dtype) {
         case "F32" -> 4;
@@ -76,7 +80,6 @@ public final class SafetensorsReader {
         throw bad(file, name, "has " + (end - begin) + " data bytes but its shape and dtype "
             + dtype + " need " + count * size);
       }
-      if (count > Integer.MAX_VALUE - 8) throw bad(file, name, "is too large (" + count + " values)");
       out.add(new AdapterTensor(file, name, dtype, shape,
           decode(buf, dataStart + (int) begin, (int) count, dtype)));
     }

@@ -42,12 +42,13 @@ public final class SegmentGemmConf {
   public static final Entry<OnBadRow> ON_BAD_ROW = new Entry<>("spark.segmentgemm.onBadRow",
       "error", "What a row with an unknown adapter id, features of the wrong length or a null "
       + "feature value gives: error (fail the task, naming the adapter and lengths) or null (a "
-      + "null output row).", v -> OnBadRow.valueOf(v.toUpperCase(Locale.ROOT)));
+      + "null output row).", v -> oneOf(OnBadRow.class, v));
 
   public static final Entry<String> ADAPTERS_PATH = new Entry<>("spark.segmentgemm.adapters.path",
       null, "Directory (any Hadoop file system: file:, hdfs:, s3a:, ...) of the adapters: "
-      + ".safetensors and .npy files; the adapter id is the file stem, or the tensor name in a "
-      + "safetensors file holding several adapters.", v -> {
+      + ".safetensors and .npy files and PEFT adapter folders (hidden names, starting with . or "
+      + "_, are skipped), or one .safetensors or .npy file; the adapter id is the file stem, or "
+      + "the tensor name in a safetensors file holding several adapters.", v -> {
         if (v.isEmpty()) throw new IllegalArgumentException("empty path");
         return v;
       });
@@ -79,7 +80,7 @@ public final class SegmentGemmConf {
       "spark.segmentgemm.backend", "AUTO", "AUTO (the best kernel for the GPU and call), SM80, "
       + "SM90 or PORTABLE (forced, never falling back), or CPU (the UDF computes on the host "
       + "even when the RAPIDS Accelerator calls it columnar).",
-      v -> SegmentGemm.Backend.valueOf(v.toUpperCase(Locale.ROOT)));
+      v -> oneOf(SegmentGemm.Backend.class, v));
 
   public static final Entry<String> LORA_MODULE = new Entry<>("spark.segmentgemm.lora.module",
       "", "Which module's lora_A/lora_B lora_apply uses when a PEFT adapter has several (e.g. "
@@ -133,6 +134,16 @@ public final class SegmentGemmConf {
   /** From a session's runtime configuration ({@code spark.conf()}). */
   public static SegmentGemmSettings settings(RuntimeConfig conf) {
     return settings(CollectionConverters.asJava(conf.getAll()));
+  }
+
+  /** An enum constant by name, any case; else an error listing the names. */
+  static <E extends Enum<E>> E oneOf(Class<E> type, String v) {
+    for (E e : type.getEnumConstants()) {
+      if (e.name().equalsIgnoreCase(v)) return e;
+    }
+    throw new IllegalArgumentException("expected one of " + String.join(", ",
+        java.util.Arrays.stream(type.getEnumConstants())
+            .map(e -> e.name().toLowerCase(Locale.ROOT)).toList()));
   }
 
   static DType parseDtype(String v) {

@@ -7,6 +7,8 @@ import org.apache.spark.sql.expressions.UserDefinedFunction;
 import org.apache.spark.sql.functions;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import scala.collection.Seq;
 import scala.runtime.AbstractFunction2;
 
@@ -26,6 +28,7 @@ import scala.runtime.AbstractFunction2;
 public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, float[]>
     implements UDF2<Object, Seq<Float>, float[]> {
   private static final long serialVersionUID = 1L;
+  private static final Logger LOG = LoggerFactory.getLogger(SegmentGemmRowUdf.class);
 
   /** ARRAY&lt;FLOAT&gt; without null elements. */
   public static final DataType RETURN_TYPE =
@@ -34,10 +37,34 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
   private final SegmentGemmSettings settings;
   private final AdapterWeights.Function function;
   private transient AdapterWeights weights;
+  /** Whether this instance (one per task) has warned of an overflow. */
+  private transient boolean warnedOverflow;
+  private String idColumn = "adapter_id";
+  private String featuresColumn = "features";
 
   public SegmentGemmRowUdf(SegmentGemmSettings settings, AdapterWeights.Function function) {
     this.settings = settings;
     this.function = function;
+  }
+
+  /**
+   * The names of the arguments as the query wrote them (a column name, or an expression's SQL),
+   * for the messages of bad rows; call before the UDF is used. Returns this.
+   */
+  public SegmentGemmRowUdf withArgumentNames(String idName, String featuresName) {
+    this.idColumn = idName;
+    this.featuresColumn = featuresName;
+    return this;
+  }
+
+  /** The adapter id argument's name, for messages. */
+  public String idColumn() {
+    return idColumn;
+  }
+
+  /** The features argument's name, for messages. */
+  public String featuresColumn() {
+    return featuresColumn;
   }
 
   public SegmentGemmSettings settings() {
@@ -73,19 +100,44 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
     AdapterWeights w = weights();
     String id = adapterId.toString();
     int a = w.indexOf(id);
-    if (a < 0) return badRow(BadRowException.unknownAdapter(w, id, ""));
+    if (a < 0) return badRow(BadRowException.unknownAdapter(w, idColumn, id, ""));
     int dIn = w.dIn();
     if (features.length() != dIn) {
-      return badRow(BadRowException.wrongLength(w, id, features.length(), ""));
+      return badRow(BadRowException.wrongLength(w, featuresColumn, id, features.length(), ""));
     }
     DType dtype = settings.computeDtype();
     float[] x = new float[dIn];
+    boolean finite = true;
     for (int i = 0; i < dIn; i++) {
       Float v = features.apply(i);
-      if (v == null) return badRow(BadRowException.nullValue(w, id, ""));
+      if (v == null) return badRow(BadRowException.nullValue(w, featuresColumn, id, i, ""));
+      finite &= Float.isFinite(v);
       x[i] = dtype.round(v);
     }
-    return w.multiply(a, x, 1, dtype);
+    float[] y = w.multiply(a, x, 1, dtype);
+    if (finite && !warnedOverflow && !allFinite(y)) {
+      // Finite features in, Inf or NaN out: the sums passed the dtype's range (float16's is
+      // +-65504), which would otherwise go unnoticed. Once per task.
+      warnedOverflow = true;
+      LOG.warn("{}: a row for adapter '{}' has finite features but Inf or NaN outputs: the "
+          + "products overflowed {} (largest finite value {}); {} or float32 has more range",
+          function.sqlName(), id, dtype, largestFinite(dtype), dtype == DType.FLOAT16 ? "bfloat16" : "float32");
+    }
+    return y;
+  }
+
+  private static boolean allFinite(float[] y) {
+    for (float v : y) if (!Float.isFinite(v)) return false;
+    return true;
+  }
+
+  /** The largest finite value of a dtype. */
+  private static float largestFinite(DType dtype) {
+    return switch (dtype) {
+      case FLOAT16 -> 65504f;
+      case BFLOAT16 -> 3.3895314e38f;
+      case FLOAT32 -> Float.MAX_VALUE;
+    };
   }
 
   /** The same as {@link #call}: what Spark's ScalaUDF calls when the SQL functions build it. */

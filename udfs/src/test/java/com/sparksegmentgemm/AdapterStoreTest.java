@@ -99,6 +99,45 @@ class AdapterStoreTest {
     assertEquals(8, transposed.dense().dOut());
   }
 
+  /**
+   * PEFT's defaults and patterns (huggingface/peft LoraConfig and LoraModel): absent r and
+   * lora_alpha are 8, rank_pattern and alpha_pattern override them per module, and a loose LoRA
+   * file (no config) scales by 8 / rank.
+   */
+  @Test
+  void peftDefaultsAndRankPatternsAreFollowed(@TempDir Path tmp) throws IOException {
+    Map<String, AdapterFiles.Lora> w = AdapterFiles.writeLora(tmp, new java.util.Random(12), 1, 6,
+        4, 2);
+    Path config = tmp.resolve("l0/adapter_config.json");
+    float b00 = w.get("l0").b()[0];
+    // r absent: 8, which the rank-2 tensors contradict, unless rank_pattern says 2.
+    Files.writeString(config, "{\"lora_alpha\": 4}");
+    IllegalArgumentException r8 = assertThrows(IllegalArgumentException.class,
+        () -> AdapterStore.load(tmp.toUri().toString(), false, new Configuration()).lora(""));
+    assertTrue(r8.getMessage().contains("adapter_config.json gives r = 8 for module "
+        + "base_model.model.layers.0.mlp.down_proj but its lora_A/lora_B tensors have rank 2"),
+        r8.getMessage());
+    Files.writeString(config, "{\"rank_pattern\": {\"down_proj\": 2}, \"alpha_pattern\": "
+        + "{\"q_proj\": 100}}");
+    AdapterWeights lora = AdapterStore.load(tmp.toUri().toString(), false, new Configuration())
+        .lora("");
+    assertEquals((float) (b00 * 8 / 2.0), lora.weight(0, 1)[0], "lora_alpha absent: 8");
+    Files.writeString(config, "{\"r\": 2, \"lora_alpha\": \"four\"}");
+    IllegalArgumentException text = assertThrows(IllegalArgumentException.class,
+        () -> AdapterStore.load(tmp.toUri().toString(), false, new Configuration()).lora(""));
+    assertTrue(text.getMessage().endsWith("adapter_config.json has lora_alpha = \"four\"; it must "
+        + "be a positive number (PEFT's default 8 applies only when it is absent)"),
+        text.getMessage());
+    // A loose file: no config, PEFT's default lora_alpha 8 over the tensors' rank.
+    Files.move(tmp.resolve("l0/adapter_model.safetensors"), tmp.resolve("loose.safetensors"));
+    Files.delete(config);
+    Files.delete(tmp.resolve("l0"));
+    AdapterWeights loose = AdapterStore.load(tmp.toUri().toString(), false, new Configuration())
+        .lora("");
+    assertEquals(List.of("loose"), loose.ids());
+    assertEquals((float) (b00 * 8 / 2.0), loose.weight(0, 1)[0]);
+  }
+
   @Test
   void peftLoraFileKeepsBothTensorsNamesAndShapes() throws IOException {
     AdapterStore peft = load("peft");

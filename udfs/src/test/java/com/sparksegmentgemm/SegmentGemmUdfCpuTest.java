@@ -155,9 +155,9 @@ class SegmentGemmUdfCpuTest {
         List.of(new UdfCases.Input("a3", UdfCases.features(rnd, D_IN - 1))),
         List.of(new UdfCases.Input("a4", Arrays.asList(new Float[D_IN]))));
     String[] expected = {
-        "segment_gemm: unknown adapter 'nope': " + dir.resolve("named").toUri() + " has 40 adapters for segment_gemm (a0, a1, a10, a11, a12, ...)",
-        "segment_gemm: features for adapter 'a3' have 23 values but the adapters expect d_in = 24 (set spark.segmentgemm.onBadRow=null",
-        "segment_gemm: features for adapter 'a4' contain a null value (set spark.segmentgemm.onBadRow=null"};
+        "segment_gemm: column adapter_id: unknown adapter 'nope': " + dir.resolve("named").toUri() + " has 40 adapters for segment_gemm (a0, a1, a10, a11, a12, ...)",
+        "segment_gemm: column features has 23 values for adapter 'a3' but the adapters expect d_in = 24 (set spark.segmentgemm.onBadRow=null",
+        "segment_gemm: column features has a null value at index 0 for adapter 'a4' (set spark.segmentgemm.onBadRow=null"};
     for (int c = 0; c < cases.size(); c++) {
       Dataset<Row> df = frame(cases.get(c), DataTypes.StringType, 1);
       String m = messages(assertThrows(Exception.class, () -> run(df, udf)));
@@ -241,7 +241,7 @@ class SegmentGemmUdfCpuTest {
     String dense = org.junit.jupiter.api.Assertions.assertThrows(BadRowException.class,
         () -> udf.call("a1", scala.jdk.javaapi.CollectionConverters.asScala(
             UdfCases.features(new Random(1), D_IN)).toSeq())).getMessage();
-    org.junit.jupiter.api.Assertions.assertTrue(dense.startsWith("lora_apply: unknown adapter 'a1'"),
+    org.junit.jupiter.api.Assertions.assertTrue(dense.startsWith("lora_apply: column adapter_id: unknown adapter 'a1'"),
         dense);
   }
 }

@@ -276,9 +276,9 @@ class SegmentGemmUdfGpuTest {
     String m = gpuError(settings("named", DType.BFLOAT16), List.of(
         new UdfCases.Input("a1", UdfCases.features(rnd, D_IN)), new UdfCases.Input(null, null),
         new UdfCases.Input("zz", UdfCases.features(rnd, D_IN))));
-    assertEquals("segment_gemm: unknown adapter 'zz': " + dir.resolve("named").toUri()
-        + " has 40 adapters for segment_gemm (a0, a1, a10, a11, a12, ...) (row 2 of the batch) (set"
-        + " spark.segmentgemm.onBadRow=null to return null for such rows)", m);
+    assertEquals("segment_gemm: column adapter_id (row 2 of the batch): unknown adapter 'zz': "
+        + dir.resolve("named").toUri() + " has 40 adapters for segment_gemm (a0, a1, a10, a11, "
+        + "a12, ...) (set spark.segmentgemm.onBadRow=null to return null for such rows)", m);
   }
 
   @Test
@@ -287,9 +287,9 @@ class SegmentGemmUdfGpuTest {
     String m = gpuError(settings("named", DType.FLOAT16), List.of(
         new UdfCases.Input("a1", UdfCases.features(rnd, D_IN)),
         new UdfCases.Input("a5", UdfCases.features(rnd, D_IN + 3))));
-    assertEquals("segment_gemm: features for adapter 'a5' have 27 values but the adapters expect"
-        + " d_in = 24 (row 1 of the batch) (set spark.segmentgemm.onBadRow=null to return null for"
-        + " such rows)", m);
+    assertEquals("segment_gemm: column features (row 1 of the batch) has 27 values for adapter "
+        + "'a5' but the adapters expect d_in = 24 (set spark.segmentgemm.onBadRow=null to return "
+        + "null for such rows)", m);
   }
 
   @Test
@@ -297,7 +297,9 @@ class SegmentGemmUdfGpuTest {
     List<Float> x = UdfCases.features(new Random(11), D_IN);
     x.set(4, null);
     String m = gpuError(settings("named", DType.FLOAT32), List.of(new UdfCases.Input("a2", x)));
-    assertTrue(m.startsWith("segment_gemm: features for adapter 'a2' contain a null value (row 0"), m);
+    assertTrue(m.startsWith("segment_gemm: column features (row 0 of the batch) has a null value"),
+        m);
+    assertTrue(m.contains("for adapter 'a2'"), m);
   }
 
   @Test

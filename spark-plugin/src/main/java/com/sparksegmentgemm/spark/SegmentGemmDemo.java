@@ -133,11 +133,19 @@ public final class SegmentGemmDemo {
       err.println("SegmentGemmDemo: " + e.getMessage() + "\n" + USAGE);
       return SegmentGemmJob.BAD_ARGUMENTS;
     }
+    out.printf("Spark Segment GEMM demo: %s over %,d rows x %d features, %d adapters, %s%n",
+        o.function().sqlName(), o.rows(), o.dIn(), o.adapters(), o.dtype());
+    // The adapters first: the plugin reads them as each executor starts.
+    Weights w;
+    try {
+      w = writeAdapters(o);
+    } catch (UncheckedIOException e) {
+      err.println("SegmentGemmDemo failed: " + SegmentGemmJob.rootMessage(e));
+      return 1;
+    }
     SparkSession spark = SegmentGemmJob.session(job);
     try {
-      out.printf("Spark Segment GEMM demo: %s over %,d rows x %d features, %d adapters, %s%n",
-          o.function().sqlName(), o.rows(), o.dIn(), o.adapters(), o.dtype());
-      Weights w = generate(spark, o);
+      writeInput(spark, o);
       out.printf("generated: %s (Parquet) and %s (%d adapters as %s)%n", o.input(),
           o.adapterDir(), o.adapters(), o.function() == AdapterWeights.Function.SEGMENT_GEMM
               ? ".safetensors files" : "PEFT LoRA folders");
@@ -172,6 +180,13 @@ public final class SegmentGemmDemo {
 
   /** Writes the adapters and the input table; returns the adapters' values. */
   static Weights generate(SparkSession spark, Options o) {
+    Weights w = writeAdapters(o);
+    writeInput(spark, o);
+    return w;
+  }
+
+  /** Writes the adapters (no Spark needed); returns their values. */
+  static Weights writeAdapters(Options o) {
     Weights w = weights(o);
     try {
       deleteRecursively(o.adapterDir());
@@ -197,13 +212,17 @@ public final class SegmentGemmDemo {
     } catch (IOException e) {
       throw new UncheckedIOException("cannot write the demo adapters under " + o.adapterDir(), e);
     }
+    return w;
+  }
+
+  /** Writes the input table. */
+  static void writeInput(SparkSession spark, Options o) {
     // Adapter ids skewed towards the first ones; features a deterministic function of the id.
     spark.range(0, o.rows(), 1, o.partitions()).select(col("id"),
         expr(String.format("format_string('tenant_%%03d', cast(floor(%d * pow(pmod(hash(id, 17), "
             + "1000003) / 1000003.0, 2)) as int))", o.adapters())).as("adapter_id"),
         features(o.dIn()).as("features"))
         .write().mode("overwrite").parquet(o.input().toString());
-    return w;
   }
 
   private static org.apache.spark.sql.Column features(int dIn) {

@@ -149,13 +149,24 @@ public final class SegmentGemmFunctions {
       Expression features = features(name, args.apply(1));
       SegmentGemmSettings settings = SegmentGemmConf.settings(
           CollectionConverters.asJava(SQLConf.get().getAllConfs()));
-      SegmentGemmRowUdf udf = RAPIDS_UDF_LOADABLE ? WithRapids.udf(settings, function)
-          : new SegmentGemmRowUdf(settings, function);
+      SegmentGemmRowUdf udf = (RAPIDS_UDF_LOADABLE ? WithRapids.udf(settings, function)
+          : new SegmentGemmRowUdf(settings, function))
+          .withArgumentNames(argumentName(args.apply(0), "adapter_id"),
+              argumentName(args.apply(1), "features"));
       Seq<Expression> children = CollectionConverters.asScala(List.of(id, features)).toList();
       return new ScalaUDF(udf, SegmentGemmRowUdf.RETURN_TYPE, children,
           CollectionConverters.asScala(List.<Option<
               org.apache.spark.sql.catalyst.encoders.ExpressionEncoder<?>>>of()).toList(),
           Option.empty(), Option.apply(name), true, true);
+    }
+
+    /**
+     * A column's name for the messages of bad rows; the parameter's name for any other
+     * expression (whose SQL text can be long: the job's parsing of CSV features).
+     */
+    private static String argumentName(Expression e, String parameter) {
+      return e instanceof org.apache.spark.sql.catalyst.expressions.Attribute a ? a.name()
+          : parameter;
     }
 
     /** STRING, INT and LONG as they are (the GPU path takes those); smaller integers as INT. */

@@ -1,12 +1,15 @@
 package com.sparksegmentgemm.spark;
 
 import static org.apache.spark.sql.functions.col;
-import static org.apache.spark.sql.functions.expr;
 
 import com.sparksegmentgemm.AdapterRegistry;
 import com.sparksegmentgemm.AdapterWeights;
+import com.sparksegmentgemm.BadRowException;
 import com.sparksegmentgemm.SegmentGemmConf;
 import com.sparksegmentgemm.SegmentGemmMetrics;
+import com.sparksegmentgemm.SegmentGemmRowUdf;
+import com.sparksegmentgemm.SegmentGemmSettings;
+import java.io.IOException;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -14,17 +17,24 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
 import org.apache.spark.SparkStageInfo;
 import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SaveMode;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.functions;
 import org.apache.spark.sql.types.ArrayType;
 import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.NumericType;
 import org.apache.spark.sql.types.StringType;
 import org.apache.spark.sql.types.StructField;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The spark-submit job: reads a table with an adapter id column and a features column, applies
@@ -35,24 +45,33 @@ import org.apache.spark.sql.types.StructField;
  *   --input s3a://bucket/embeddings --adapters s3a://bucket/adapters --output s3a://bucket/out
  * </pre>
  *
- * Exit codes: 0 done, 2 bad arguments, 3 bad input (a missing path or column, a column of the
- * wrong type, bad adapters), 1 any other failure. {@code --help} lists the flags.
+ * Exit codes: 0 done, 2 bad arguments (flags, settings, an output path that overlaps an input),
+ * 3 bad input (a missing path or column, a column of the wrong type, bad adapters, a bad row, an
+ * output that exists under --mode error), 1 any other failure. {@code --help} lists the flags.
+ *
+ * <p>The result is written to a hidden staging folder beside the output and moved into place
+ * only when the write succeeded ({@link #commit}): a failed run leaves no output folder under
+ * --mode error and leaves the previous output as it was under --mode overwrite.
  */
 public final class SegmentGemmJob {
+  private static final Logger LOG = LoggerFactory.getLogger(SegmentGemmJob.class);
   static final String USAGE = """
       usage: SegmentGemmJob --input PATH --output PATH [options]
         --input PATH            table to read (any Hadoop file system)
         --input-format F        parquet (default), csv or json
         --output PATH           where to write the Parquet result
-        --mode M                error (default: fail if the output exists) or overwrite
-        --adapters PATH         adapter directory (sets spark.segmentgemm.adapters.path)
+        --mode M                error (default: fail if the output exists) or overwrite (replace
+                                it, only once the new result is complete)
+        --adapters PATH         adapter directory, or one .safetensors/.npy file (sets
+                                spark.segmentgemm.adapters.path)
         --function F            segment_gemm (default) or lora_apply
         --lora-module NAME      lora_apply: which module of the PEFT adapters (spark.segmentgemm.lora.module)
         --compute-dtype D       bfloat16 (default), float16 or float32 (spark.segmentgemm.computeDtype)
         --id-column C           adapter id column (default adapter_id): STRING, INT or LONG
         --features-column C     features column (default features): an array of numbers, or for
                                 CSV a string of numbers separated by commas, semicolons or spaces
-        --output-column C       result column (default output), ARRAY<FLOAT>
+        --output-column C       result column (default output), ARRAY<FLOAT>; must not name an
+                                input column
         --keep-features         also write the features column (dropped by default)
         --explain               print the physical plan (shows whether the UDF runs on the GPU)
         --conf KEY=VALUE        any Spark or spark.segmentgemm.* setting (repeatable)
@@ -112,7 +131,11 @@ public final class SegmentGemmJob {
       try {
         progress = Integer.parseInt(v.getOrDefault("--progress-seconds", "10"));
       } catch (NumberFormatException e) {
-        throw new IllegalArgumentException("--progress-seconds needs a number of seconds");
+        progress = -1;
+      }
+      if (progress < 0) {
+        throw new IllegalArgumentException("--progress-seconds needs a number of seconds (0 or "
+            + "more), not " + v.get("--progress-seconds"));
       }
       if (v.containsKey("--adapters")) {
         conf.put(SegmentGemmConf.ADAPTERS_PATH.key(), absolute(v.get("--adapters")));
@@ -160,11 +183,13 @@ public final class SegmentGemmJob {
   public record Result(long rows, double seconds, long featureBytes, int dIn,
       SegmentGemmMetrics.Snapshot udf, String output) {
     public double rowsPerSecond() {
+      if (rows == 0) throw new IllegalStateException("no rate: the job computed no rows");
       return rows / seconds;
     }
 
     /** GB/s (1e9 bytes) of features (4 bytes a value) through the whole job. */
     public double gbPerSecond() {
+      if (rows == 0) throw new IllegalStateException("no rate: the job computed no rows");
       return featureBytes / seconds / 1e9;
     }
   }
@@ -175,6 +200,15 @@ public final class SegmentGemmJob {
 
     BadInputException(String message, Throwable cause) {
       super(message, cause);
+    }
+  }
+
+  /** A bad combination of flags found once Spark runs (exit code 2). */
+  static final class BadArgumentsException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    BadArgumentsException(String message) {
+      super(message);
     }
   }
 
@@ -209,10 +243,21 @@ public final class SegmentGemmJob {
       err.println("SegmentGemmJob: " + e.getMessage());
       return BAD_ARGUMENTS;
     }
+    try {
+      return execute(spark, o, out, err);
+    } finally {
+      spark.stop();
+    }
+  }
+
+  /**
+   * The job on a running session (which it leaves running): runs, prints the summary or one
+   * line naming what was wrong; returns the exit code.
+   */
+  static int execute(SparkSession spark, Options o, PrintStream out, PrintStream err) {
     if (!spark.conf().contains(SegmentGemmConf.ADAPTERS_PATH.key())) {
       err.println("SegmentGemmJob: no adapters: give --adapters PATH (or set "
           + SegmentGemmConf.ADAPTERS_PATH.key() + ")");
-      spark.stop();
       return BAD_ARGUMENTS;
     }
     try {
@@ -222,15 +267,16 @@ public final class SegmentGemmJob {
         out.println(executorLine(e));
       }
       return 0;
+    } catch (BadArgumentsException e) {
+      err.println("SegmentGemmJob: " + oneLine(e.getMessage()));
+      return BAD_ARGUMENTS;
     } catch (BadInputException e) {
-      err.println("SegmentGemmJob: " + e.getMessage());
+      err.println("SegmentGemmJob: " + oneLine(e.getMessage()));
       return BAD_INPUT;
     } catch (RuntimeException e) {
       err.println("SegmentGemmJob failed: " + rootMessage(e));
       e.printStackTrace(err);
       return 1;
-    } finally {
-      spark.stop();
     }
   }
 
@@ -283,28 +329,214 @@ public final class SegmentGemmJob {
 
   /** Reads, computes, writes; prints progress to out. */
   public static Result run(SparkSession spark, Options o, PrintStream out) {
-    int dIn = adapters(spark, o).dIn();
+    AdapterWeights weights = adapters(spark, o);
     Dataset<Row> in = read(spark, o);
+    checkColumns(in, o);
+    Configuration hadoop = spark.sparkContext().hadoopConfiguration();
+    Path output = qualified(o.output(), hadoop);
+    refuseOverlap("--input", o.input(), output, hadoop);
+    String adaptersPath = spark.conf().get(SegmentGemmConf.ADAPTERS_PATH.key());
+    refuseOverlap("the adapters path", adaptersPath, output, hadoop);
     Dataset<Row> result = apply(in, o);
     if (o.explain()) out.println("physical plan:\n" + result.queryExecution().executedPlan().treeString());
+    FileSystem fs = fileSystem(output, hadoop);
+    if (o.mode() == SaveMode.ErrorIfExists && exists(fs, output)) {
+      throw new BadInputException("output " + o.output() + " already exists (--mode error); "
+          + "remove it or give --mode overwrite", null);
+    }
+    Path staging = sibling(output, "staging");
     SegmentGemmMetrics.Snapshot before = SegmentGemmPlugin.totals();
     long start = System.nanoTime();
     Thread progress = progress(spark, out, o.progressSeconds(), start);
+    boolean written = false;
     try {
-      result.write().mode(o.mode()).parquet(o.output());
+      result.write().mode(SaveMode.ErrorIfExists).parquet(staging.toString());
+      commit(fs, staging, output, o.mode());
+      written = true;
     } catch (Exception e) {
-      // Scala throws AnalysisException (a checked exception to javac) for an output that exists.
+      BadRowException bad = badRow(e);
+      if (bad != null) throw new BadInputException(firstBadRow(spark, in, o, weights, bad), e);
+      // Scala throws AnalysisException (a checked exception to javac) for a bad plan.
       if (e instanceof org.apache.spark.sql.AnalysisException) {
         throw new BadInputException(e.getMessage(), e);
       }
       throw e instanceof RuntimeException r ? r : new IllegalStateException(e);
     } finally {
       if (progress != null) progress.interrupt();
+      if (!written) deleteQuietly(fs, staging);
     }
     double seconds = (System.nanoTime() - start) / 1e9;
     long rows = spark.read().parquet(o.output()).count();  // Parquet footers: no data scan
     SegmentGemmMetrics.Snapshot udf = awaitReports(before, rows);
-    return new Result(rows, seconds, (long) dIn * 4 * rows, dIn, udf, o.output());
+    return new Result(rows, seconds, (long) weights.dIn() * 4 * rows, weights.dIn(), udf,
+        o.output());
+  }
+
+  /**
+   * Moves the complete result from staging to output. Under --mode overwrite an existing output
+   * is first renamed aside (and put back if the second rename fails), then deleted: at no moment
+   * is the previous output lost before the new one is in place. Each rename is atomic where the
+   * file system's directory rename is (HDFS, local); on object stores (S3) a rename copies, so
+   * the swap is not atomic there, though a failed run still leaves the previous output intact.
+   */
+  static void commit(FileSystem fs, Path staging, Path output, SaveMode mode) throws IOException {
+    Path old = null;
+    if (fs.exists(output)) {
+      if (mode != SaveMode.Overwrite) {
+        throw new BadInputException("output " + output + " appeared while the job ran (--mode "
+            + "error); it was left as it is", null);
+      }
+      old = sibling(output, "replaced");
+      if (!fs.rename(output, old)) throw new IOException("cannot move " + output + " aside to " + old);
+    }
+    if (!fs.rename(staging, output)) {
+      if (old != null && !fs.rename(old, output)) {
+        throw new IOException("cannot move " + staging + " to " + output + ", nor the previous "
+            + "output back from " + old + ", where it is");
+      }
+      throw new IOException("cannot move " + staging + " to " + output);
+    }
+    if (old != null && !fs.delete(old, true)) {
+      LOG.warn("the previous output, moved aside to {}, could not be deleted", old);
+    }
+  }
+
+  /** A hidden folder beside path (Hadoop's readers skip names starting with '.'). */
+  private static Path sibling(Path path, String what) {
+    return new Path(path.getParent(), "." + path.getName() + "." + what + "-"
+        + java.util.UUID.randomUUID());
+  }
+
+  private static Path qualified(String path, Configuration hadoop) {
+    Path p = new Path(path);
+    return fileSystem(p, hadoop).makeQualified(p);
+  }
+
+  private static FileSystem fileSystem(Path p, Configuration hadoop) {
+    try {
+      return p.getFileSystem(hadoop);
+    } catch (IOException e) {
+      throw new BadInputException("cannot open the file system of " + p + ": " + e.getMessage(), e);
+    }
+  }
+
+  private static boolean exists(FileSystem fs, Path p) {
+    try {
+      return fs.exists(p);
+    } catch (IOException e) {
+      throw new BadInputException("cannot check the output " + p + ": " + e.getMessage(), e);
+    }
+  }
+
+  private static void deleteQuietly(FileSystem fs, Path p) {
+    try {
+      if (fs.exists(p)) fs.delete(p, true);
+    } catch (IOException e) {
+      LOG.warn("could not delete the staging folder {}: {}", p, e.toString());
+    }
+  }
+
+  /**
+   * Refuses an output that is, contains or lies inside what the job reads: --mode overwrite
+   * would delete the input (or the adapters), and Spark's lazy reads would see a half-written
+   * output.
+   */
+  static void refuseOverlap(String what, String read, Path output, Configuration hadoop) {
+    String r = qualified(read, hadoop).toString();
+    String w = output.toString();
+    if (r.equals(w) || r.startsWith(w + "/") || w.startsWith(r + "/")) {
+      throw new BadArgumentsException("--output " + output + " overlaps " + what + " " + r
+          + "; write the result elsewhere");
+    }
+  }
+
+  /** The id column's type, and an output column that would replace an input column. */
+  static void checkColumns(Dataset<Row> in, Options o) {
+    String id = column(in, o.idColumn());
+    DataType t = in.schema().apply(id).dataType();
+    if (!(t instanceof StringType || t == DataTypes.IntegerType || t == DataTypes.LongType
+        || t == DataTypes.ShortType || t == DataTypes.ByteType)) {
+      throw new BadInputException("column '" + id + "' of " + o.input() + " is " + t.sql()
+          + "; the adapter id must be STRING, INT or LONG", null);
+    }
+    String clash = column(in, o.outputColumn());
+    if (clash != null) {
+      throw new BadArgumentsException("--output-column '" + o.outputColumn() + "' names the "
+          + "input's column '" + clash + "', which the result would replace (or, for the "
+          + "features column, drop); give another name");
+    }
+  }
+
+  /** The BadRowException a failed write was caused by, or null. */
+  static BadRowException badRow(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof BadRowException b) return b;
+    }
+    return null;
+  }
+
+  /**
+   * One line naming the first bad row of the input: its other columns' values and its file,
+   * and what is wrong with it, found by a second pass that returns null for bad rows (only when
+   * a task failed on one). The task's own message when that pass finds none.
+   */
+  static String firstBadRow(SparkSession spark, Dataset<Row> in, Options o, AdapterWeights w,
+      BadRowException failure) {
+    try {
+      String idName = column(in, o.idColumn());
+      String featuresName = column(in, o.featuresColumn());
+      SegmentGemmSettings settings = SegmentGemmConf.settings(spark.conf())
+          .withOnBadRow(SegmentGemmConf.OnBadRow.NULL);
+      Column features = featuresAsArray(in.schema().apply(featuresName), o);
+      Column id = quoted(idName);
+      Column y = new SegmentGemmRowUdf(settings, o.function()).function().apply(id, features);
+      List<String> shown = new ArrayList<>(Arrays.stream(in.columns())
+          .filter(c -> !c.equals(featuresName) && !c.equals(idName)).limit(3).toList());
+      shown.add(idName);
+      List<Column> cols = new ArrayList<>();
+      for (String c : shown) cols.add(quoted(c));
+      cols.add(quoted(featuresName));
+      cols.add(features.as("__features"));
+      cols.add(functions.input_file_name().as("__file"));
+      List<Row> bad = in.select(cols.toArray(new Column[0]))
+          .filter(id.isNotNull().and(quoted(featuresName).isNotNull()).and(y.isNull()))
+          .limit(1).collectAsList();
+      if (bad.isEmpty()) return failure.getMessage();
+      Row r = bad.get(0);
+      StringBuilder where = new StringBuilder(" of the row with ");
+      for (int i = 0; i < shown.size(); i++) {
+        where.append(i == 0 ? "" : ", ").append(shown.get(i)).append(" = ")
+            .append(abbreviate(String.valueOf(r.get(i))));
+      }
+      String file = r.getString(shown.size() + 2);
+      if (!file.isEmpty()) where.append(" in ").append(file);
+      String adapter = String.valueOf(r.get(shown.indexOf(idName)));
+      Object raw = r.get(shown.size());
+      if (raw instanceof String text) {
+        String token = badToken(text);
+        if (token != null) {
+          return o.function().sqlName() + ": column " + featuresName + where + " holds '"
+              + abbreviate(token) + "', which is not a number";
+        }
+      }
+      List<Object> x = r.getList(shown.size() + 1);
+      if (w.indexOf(adapter) < 0) {
+        return BadRowException.unknownAdapter(w, idName, adapter, where.toString()).getMessage();
+      }
+      if (x.size() != w.dIn()) {
+        return BadRowException.wrongLength(w, featuresName, adapter, x.size(), where.toString())
+            .getMessage();
+      }
+      return BadRowException.nullValue(w, featuresName, adapter, x.indexOf(null),
+          where.toString()).getMessage();
+    } catch (RuntimeException e) {
+      LOG.warn("could not find the bad row: {}", e.toString());
+      return failure.getMessage();
+    }
+  }
+
+  private static String abbreviate(String s) {
+    return s.length() <= 40 ? s : s.substring(0, 37) + "...";
   }
 
   /**
@@ -336,7 +568,7 @@ public final class SegmentGemmJob {
     try {
       return AdapterRegistry.weights(SegmentGemmConf.settings(spark.conf()), o.function());
     } catch (RuntimeException e) {
-      throw new BadInputException("adapters: " + rootMessage(e), e);
+      throw new BadInputException("adapters: " + e.getMessage(), e);
     }
   }
 
@@ -400,16 +632,30 @@ public final class SegmentGemmJob {
 
   private static Column featuresAsArray(StructField f, Options o) {
     DataType t = f.dataType();
-    String q = quotedName(f.name());
     if (t instanceof ArrayType a && a.elementType() instanceof NumericType) return quoted(f.name());
     if (t instanceof StringType) {
-      // CSV has no arrays: "[0.1, 0.2 ...]" or "0.1;0.2;..." as text.
-      return expr("transform(filter(split(regexp_replace(" + q + ", '[\\\\[\\\\]]', ''), "
-          + "'[,;\\\\s]+'), v -> v != ''), v -> cast(v as float))");
+      // CSV has no arrays: "[0.1, 0.2 ...]" or "0.1;0.2;..." as text. A token that is not a
+      // decimal number (Java's float syntax, 1.5f or 0x1p3, included) becomes a null value, a
+      // bad row that the job then names with the token.
+      Column tokens = functions.filter(functions.split(functions.regexp_replace(quoted(f.name()),
+          "[\\[\\]]", ""), "[,;\\s]+"), v -> v.notEqual(""));
+      return functions.transform(tokens, v -> functions.when(v.rlike(NUMBER), v.cast("float")));
     }
     throw new BadInputException("column '" + f.name() + "' of " + o.input() + " is "
         + t.sql() + "; features must be an array of numbers (or, in CSV, a string of them)",
         null);
+  }
+
+  /** A decimal number as CSV writes one, or NaN / Inf / Infinity with an optional sign. */
+  static final String NUMBER =
+      "^[+-]?(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+)?|(?i)nan|inf|infinity)$";
+
+  /** The first token of a CSV features string that is not a number, or null. */
+  static String badToken(String text) {
+    for (String token : text.replaceAll("[\\[\\]]", "").split("[,;\\s]+")) {
+      if (!token.isEmpty() && !token.matches(NUMBER)) return token;
+    }
+    return null;
   }
 
   /** A daemon thread printing the active stages' task counts every period, or null. */
@@ -441,6 +687,10 @@ public final class SegmentGemmJob {
   }
 
   static String summary(Options o, Result r) {
+    if (r.rows() == 0) {
+      return String.format(Locale.ROOT, "%s: 0 rows (the input is empty; nothing computed) in "
+          + "%.2f s -> %s", o.function().sqlName(), r.seconds(), r.output());
+    }
     SegmentGemmMetrics.Snapshot u = r.udf();
     String where = u.gpuRows() > 0 && u.cpuRows() == 0 ? "GPU"
         : u.cpuRows() > 0 && u.gpuRows() == 0 ? "CPU"
@@ -478,6 +728,14 @@ public final class SegmentGemmJob {
         + "CPU), %,d batches, %,d native calls; %s%s", e.executorId(), e.host(), m.rows(),
         m.gpuRows(), m.cpuRows(), m.batches(), m.nativeCalls(), e.device(),
         e.assignedGpu().isEmpty() ? "" : " (Spark assigned GPU " + e.assignedGpu() + ")");
+  }
+
+  /**
+   * A message on one line: parsers (Jackson, Spark's analyzer) put the place of an error on
+   * lines of its own.
+   */
+  static String oneLine(String message) {
+    return String.valueOf(message).strip().replaceAll("\\s*\\R\\s*", " ");
   }
 
   static String rootMessage(Throwable e) {

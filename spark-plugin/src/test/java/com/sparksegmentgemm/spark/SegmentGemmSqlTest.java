@@ -121,7 +121,8 @@ class SegmentGemmSqlTest extends SharedSessionTest {
     assertTrue(type.contains("features must be ARRAY<FLOAT> (or an array of numbers), not STRING"), type);
     String unknown = assertThrows(Exception.class, () -> SPARK.sql(
         "SELECT segment_gemm('tenant_999', features) FROM emb").collectAsList()).getMessage();
-    assertTrue(unknown.contains("segment_gemm: unknown adapter 'tenant_999'"), unknown);
+    assertTrue(unknown.contains("segment_gemm: column adapter_id: unknown adapter 'tenant_999'"),
+        unknown);
     String lora = assertThrows(Exception.class, () -> SPARK.sql(
         "SELECT lora_apply(adapter_id, features) FROM emb").collectAsList()).getMessage();
     assertTrue(lora.contains("include no LoRA adapter"), lora);
