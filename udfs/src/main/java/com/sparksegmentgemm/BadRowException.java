@@ -5,8 +5,7 @@ package com.sparksegmentgemm;
  * a null feature value), under {@code spark.segmentgemm.onBadRow=error}. The CPU and GPU paths
  * build the same one-line messages here, naming the function, the column, the adapter and what
  * is wrong; {@code where} (for instance {@code " (row 17 of the batch)"}, or empty) says where
- * the row is, as far as the caller knows. The factories without column names use the SQL
- * functions' argument names, adapter_id and features.
+ * the row is, as far as the caller knows.
  */
 public final class BadRowException extends IllegalArgumentException {
   private static final long serialVersionUID = 1L;
@@ -17,18 +16,10 @@ public final class BadRowException extends IllegalArgumentException {
     super(w.function().sqlName() + ": " + message + HINT);
   }
 
-  static BadRowException unknownAdapter(AdapterWeights w, String id, String where) {
-    return unknownAdapter(w, "adapter_id", id, where);
-  }
-
   /** @param idColumn the adapter id column (or expression) as the query names it */
   public static BadRowException unknownAdapter(AdapterWeights w, String idColumn, String id,
       String where) {
     return new BadRowException(w, "column " + idColumn + where + ": " + w.whyNotUsable(id));
-  }
-
-  static BadRowException wrongLength(AdapterWeights w, String id, long actual, String where) {
-    return wrongLength(w, "features", id, actual, where);
   }
 
   /** @param featuresColumn the features column (or expression) as the query names it */
@@ -36,10 +27,6 @@ public final class BadRowException extends IllegalArgumentException {
       long actual, String where) {
     return new BadRowException(w, "column " + featuresColumn + where + " has " + actual
         + " values for adapter '" + id + "' but the adapters expect d_in = " + w.dIn());
-  }
-
-  static BadRowException nullValue(AdapterWeights w, String id, String where) {
-    return nullValue(w, "features", id, -1, where);
   }
 
   /** @param index the position of the first null value, or -1 when unknown */

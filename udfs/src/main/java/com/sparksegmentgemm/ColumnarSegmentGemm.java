@@ -60,6 +60,8 @@ public final class ColumnarSegmentGemm {
   private final DType dtype;
   private final int dIn;
   private final int dOut;
+  private final String idColumn;
+  private final String featuresColumn;
 
   /**
    * @param times where to add phase times, or null; the phases are timed either way for
@@ -67,6 +69,17 @@ public final class ColumnarSegmentGemm {
    */
   public ColumnarSegmentGemm(SegmentGemmSettings settings, AdapterWeights.Function function,
       PhaseTimes times) {
+    this(settings, function, times, "adapter_id", "features");
+  }
+
+  /**
+   * @param idColumn the adapter id argument as the query names it, for bad-row messages
+   * @param featuresColumn the features argument as the query names it, likewise
+   */
+  public ColumnarSegmentGemm(SegmentGemmSettings settings, AdapterWeights.Function function,
+      PhaseTimes times, String idColumn, String featuresColumn) {
+    this.idColumn = idColumn;
+    this.featuresColumn = featuresColumn;
     this.settings = settings;
     this.cache = AdapterRegistry.deviceCache(settings, function);
     this.weights = cache.adapters();
@@ -102,8 +115,8 @@ public final class ColumnarSegmentGemm {
     checkTypes(ids, features);
     int rows = Math.toIntExact(ids.getRowCount());
     if (features.getRowCount() != rows) {
-      throw new IllegalArgumentException(name + ": adapter_id has " + rows
-          + " rows but features has " + features.getRowCount());
+      throw new IllegalArgumentException(name + ": " + idColumn + " has " + rows
+          + " rows but " + featuresColumn + " has " + features.getRowCount());
     }
     // Empty batches are ordinary (filters, skew, small files): the declared type, no GPU work.
     if (rows == 0) return allNull(0);
@@ -237,10 +250,12 @@ public final class ColumnarSegmentGemm {
       String where = " (row " + row.getInt(0) + " of the batch)";
       String adapter = id.getJavaString(0);
       if (!isKnown.getBoolean(0)) {
-        return BadRowException.unknownAdapter(weights, adapter, where);
+        return BadRowException.unknownAdapter(weights, idColumn, adapter, where);
       }
-      if (len.getInt(0) != dIn) return BadRowException.wrongLength(weights, adapter, len.getInt(0), where);
-      return BadRowException.nullValue(weights, adapter, where);
+      if (len.getInt(0) != dIn) {
+        return BadRowException.wrongLength(weights, featuresColumn, adapter, len.getInt(0), where);
+      }
+      return BadRowException.nullValue(weights, featuresColumn, adapter, -1, where);
     }
   }
 

@@ -47,7 +47,8 @@ public final class SegmentGemmUdf extends SegmentGemmRowUdf implements RapidsUDF
           + "features), not " + args.length);
     }
     if (settings().backend() == SegmentGemm.Backend.CPU) return evaluateOnHost(args[0], args[1]);
-    return new ColumnarSegmentGemm(settings(), sqlFunction(), null).evaluate(args[0], args[1]);
+    return new ColumnarSegmentGemm(settings(), sqlFunction(), null, idColumn(), featuresColumn())
+        .evaluate(args[0], args[1]);
   }
 
   /**
