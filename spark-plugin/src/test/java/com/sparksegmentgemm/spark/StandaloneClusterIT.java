@@ -122,9 +122,10 @@ class StandaloneClusterIT {
   }
 
   /** spark-submit of the job over the generated data, in the background. */
-  private static Started submit(String master, Path out, String name, List<String> conf)
+  private static Started submit(String masterUrl, Path out, String name, List<String> conf)
       throws IOException {
-    List<String> cmd = new ArrayList<>(List.of(sparkHome + "/bin/spark-submit", "--master", master));
+    List<String> cmd = new ArrayList<>(List.of(sparkHome + "/bin/spark-submit", "--master",
+        masterUrl));
     cmd.addAll(conf);
     cmd.addAll(ONE_TASK_PER_FILE);
     cmd.addAll(List.of(
@@ -164,6 +165,8 @@ class StandaloneClusterIT {
       start = starting.await();  // before any stop, even when the local run could not start
     }
     assertEquals(0, local.code(), "local run failed:\n" + local.output());
+    assertEquals(FILES, fileNames(localOutput).stream().filter(f -> f.endsWith(".parquet"))
+        .count(), "one task, so one output file, per input file");
     assertEquals(0, start.code(), "cluster start failed:\n" + start.output());
     master = lastLine(start.output());
     assertTrue(master.startsWith("spark://127.0.0.1:"), master);
