@@ -71,21 +71,41 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
   private float[] compute(Object adapterId, Seq<Float> features) {
     if (adapterId == null || features == null) return null;
     AdapterWeights w = weights();
-    String id = adapterId.toString();
-    int a = w.indexOf(id);
-    if (a < 0) return badRow(BadRowException.unknownAdapter(w, id, ""));
-    int dIn = w.dIn();
-    if (features.length() != dIn) {
-      return badRow(BadRowException.wrongLength(w, id, features.length(), ""));
-    }
     DType dtype = settings.computeDtype();
-    float[] x = new float[dIn];
-    for (int i = 0; i < dIn; i++) {
-      Float v = features.apply(i);
-      if (v == null) return badRow(BadRowException.nullValue(w, id, ""));
-      x[i] = dtype.round(v);
+    float[] x = new float[w.dIn()];
+    int a;
+    try {
+      a = readRow(w, dtype, adapterId, features, x, 0);
+    } catch (BadRowException e) {
+      return badRow(e);
     }
     return w.multiply(a, x, 1, dtype);
+  }
+
+  /**
+   * The one check of an input row, shared by this row path and {@link CpuBatchSegmentGemm}:
+   * returns the index of the row's adapter, having written its features rounded to dtype to
+   * {@code x[off .. off + d_in)}, or -1 for a null id or null features (a null row).
+   *
+   * @throws BadRowException for an unknown adapter, features of the wrong length or a null
+   *     value (the caller applies onBadRow)
+   */
+  static int readRow(AdapterWeights w, DType dtype, Object adapterId, Seq<Float> features,
+      float[] x, int off) {
+    if (adapterId == null || features == null) return -1;
+    String id = adapterId.toString();
+    int a = w.indexOf(id);
+    if (a < 0) throw BadRowException.unknownAdapter(w, id, "");
+    int dIn = w.dIn();
+    if (features.length() != dIn) {
+      throw BadRowException.wrongLength(w, id, features.length(), "");
+    }
+    for (int i = 0; i < dIn; i++) {
+      Float v = features.apply(i);
+      if (v == null) throw BadRowException.nullValue(w, id, "");
+      x[off + i] = dtype.round(v);
+    }
+    return a;
   }
 
   /** The same as {@link #call}: what Spark's ScalaUDF calls when the SQL functions build it. */
