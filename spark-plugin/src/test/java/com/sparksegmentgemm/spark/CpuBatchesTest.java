@@ -139,7 +139,7 @@ class CpuBatchesTest extends SharedSessionTest {
       // The good rows against the reference, in a folder as the demo's check reads it.
       got.where(col("output").isNotNull()).write().parquet(out.resolve("output").toString());
       SPARK.read().parquet(o.input().toString()).join(got.where(col("output").isNotNull())
-          .select("id"), List.of("id"), "left_semi")
+          .select("id"), new String[] {"id"}, "left_semi")
           .write().parquet(out.resolve("input").toString());
       assertTrue(checkAll(o, out) <= 1, "good rows with cpuBatchRows=" + batchRows);
     }
