@@ -32,14 +32,18 @@ final class CpuBatches {
 
   /**
    * in with column output (replaced where it exists, else appended: withColumn's placement)
-   * holding the function's result for (id, features); features an array of numbers, cast to
-   * ARRAY&lt;FLOAT&gt; as the SQL functions cast them.
+   * holding the function's result for (id, features), and without column drop (null: none);
+   * features an array of numbers, cast to ARRAY&lt;FLOAT&gt; as the SQL functions cast them.
    */
   static Dataset<Row> withOutput(Dataset<Row> in, Column id, Column features, String output,
-      AdapterWeights.Function function, SegmentGemmSettings settings, int batchRows) {
+      String drop, AdapterWeights.Function function, SegmentGemmSettings settings,
+      int batchRows) {
     // The output column first holds the row's (id, features); each batch replaces it with y.
     Dataset<Row> prepared = in.withColumn(output, struct(id, features.cast(
         DataTypes.createArrayType(DataTypes.FloatType, true))));
+    // Dropped before the batches, so that a features column not written is not also turned into
+    // Java objects for nothing (the struct has its values).
+    if (drop != null && !drop.equalsIgnoreCase(output)) prepared = prepared.drop(drop);
     int slot = prepared.schema().fieldIndex(output);
     StructField[] fields = prepared.schema().fields().clone();
     fields[slot] = new StructField(output, SegmentGemmRowUdf.RETURN_TYPE, true,

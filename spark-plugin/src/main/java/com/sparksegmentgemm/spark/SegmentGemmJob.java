@@ -406,7 +406,8 @@ public final class SegmentGemmJob {
     int batchRows = SegmentGemmConf.CPU_BATCH_ROWS.get(
         scala.jdk.javaapi.CollectionConverters.asJava(spark.conf().getAll()));
     if (batchRows > 0 && !SegmentGemmPlugin.rapidsEnabled(spark.sparkContext().getConf())) {
-      out = CpuBatches.withOutput(in, id, features, o.outputColumn(), o.function(),
+      out = CpuBatches.withOutput(in, id, features, o.outputColumn(),
+          o.keepFeatures() ? null : featuresName, o.function(),
           SegmentGemmConf.settings(spark.conf()), batchRows);
     }
     return o.keepFeatures() ? out : out.drop(featuresName);
