@@ -137,15 +137,30 @@ public final class AdapterWeights {
    * to dtype as the GPU path's are (the CPU path of the UDF).
    */
   public float[] multiply(int adapter, float[] x, int rows, DType dtype) {
+    float[] y = new float[Math.multiplyExact(rows, dOut())];
+    multiply(adapter, x, 0, rows, dtype, y, 0);
+    return y;
+  }
+
+  /**
+   * {@link #multiply(int, float[], int, DType)} on rows of x from xOff, into y from yOff: one
+   * sgemm per stage over all the rows (the batched CPU path's call for one adapter's rows).
+   */
+  public void multiply(int adapter, float[] x, int xOff, int rows, DType dtype, float[] y,
+      int yOff) {
     float[] in = x;
+    int inOff = xOff;
     for (int k = 0; k < stages.size(); k++) {
       Stage s = stages.get(k);
-      float[] out = new float[Math.multiplyExact(rows, s.dOut())];
-      CpuSegmentGemm.multiplyRounded(dtype, in, 0, rows, rounded(adapter, k, dtype), 0, s.dIn(),
-          s.dOut(), s.columnMajor(), out, 0);
+      boolean last = k == stages.size() - 1;
+      // Intermediate rows (lora_apply's (rows, r)) live in an array of their own.
+      float[] out = last ? y : new float[Math.multiplyExact(rows, s.dOut())];
+      int outOff = last ? yOff : 0;
+      CpuSegmentGemm.multiplyRounded(dtype, in, inOff, rows, rounded(adapter, k, dtype), 0,
+          s.dIn(), s.dOut(), s.columnMajor(), out, outOff);
       in = out;
+      inOff = outOff;
     }
-    return in;
   }
 
   /** Why id cannot be used by this function, for error messages. */

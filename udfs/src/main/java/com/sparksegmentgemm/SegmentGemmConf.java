@@ -87,9 +87,19 @@ public final class SegmentGemmConf {
       + "model.layers.0.self_attn.q_proj, or any dot-separated tail of it such as q_proj when "
       + "that is unique); empty: each adapter must have exactly one.", v -> v);
 
+  public static final Entry<Integer> CPU_BATCH_ROWS = new Entry<>(
+      "spark.segmentgemm.cpuBatchRows", "4096", "The spark-submit job without the RAPIDS "
+      + "Accelerator: rows per batch of its CPU path (one BLAS sgemm per adapter and batch); 0: "
+      + "the row-at-a-time UDF instead, as SQL runs it (one matrix-vector product per row).",
+      v -> {
+        int n = Integer.parseInt(v);
+        if (n < 0) throw new IllegalArgumentException("a row count must be 0 or more");
+        return n;
+      });
+
   public static final List<Entry<?>> ALL = List.of(COMPUTE_DTYPE, ON_BAD_ROW, ADAPTERS_PATH,
       WEIGHT_COLUMN_MAJOR, DEVICE_CACHE_BYTES, WORKSPACE_BYTES, GPU_BATCH_BYTES, BACKEND,
-      LORA_MODULE);
+      LORA_MODULE, CPU_BATCH_ROWS);
 
   /**
    * Checks every spark.segmentgemm.* entry of conf: each must be a known key with a valid value

@@ -127,4 +127,12 @@ public final class SegmentGemmMetrics {
         KERNEL_NANOS.sum(), GROUP_NANOS.sum(), GATHER_NANOS.sum(), SCATTER_NANOS.sum(),
         CPU_UDF_NANOS.sum(), GPU_UDF_BUSY_NANOS.sum(), GPU_DEVICE.get());
   }
+
+  /** Rows of the CPU path computed together (CpuBatchSegmentGemm): the same counters as per row. */
+  static void recordCpuRows(long rows, long featureBytes, long nanos) {
+    ROWS.add(rows);
+    CPU_ROWS.add(rows);
+    FEATURE_BYTES.add(featureBytes);
+    CPU_UDF_NANOS.add(nanos);
+  }
 }

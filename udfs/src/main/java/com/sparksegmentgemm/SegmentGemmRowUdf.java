@@ -98,30 +98,23 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
   private float[] compute(Object adapterId, Seq<Float> features) {
     if (adapterId == null || features == null) return null;
     AdapterWeights w = weights();
-    String id = adapterId.toString();
-    int a = w.indexOf(id);
-    if (a < 0) return badRow(BadRowException.unknownAdapter(w, idColumn, id, ""));
-    int dIn = w.dIn();
-    if (features.length() != dIn) {
-      return badRow(BadRowException.wrongLength(w, featuresColumn, id, features.length(), ""));
-    }
     DType dtype = settings.computeDtype();
-    float[] x = new float[dIn];
-    boolean finite = true;
-    for (int i = 0; i < dIn; i++) {
-      Float v = features.apply(i);
-      if (v == null) return badRow(BadRowException.nullValue(w, featuresColumn, id, i, ""));
-      finite &= Float.isFinite(v);
-      x[i] = dtype.round(v);
+    float[] x = new float[w.dIn()];
+    int a;
+    try {
+      a = readRow(w, dtype, idColumn, featuresColumn, adapterId, features, x, 0);
+    } catch (BadRowException e) {
+      return badRow(e);
     }
     float[] y = w.multiply(a, x, 1, dtype);
-    if (finite && !warnedOverflow && !allFinite(y)) {
+    if (!warnedOverflow && !allFinite(y) && allFinite(x)) {
       // Finite features in, Inf or NaN out: the sums passed the dtype's range (float16's is
       // +-65504), which would otherwise go unnoticed. Once per task.
       warnedOverflow = true;
       LOG.warn("{}: a row for adapter '{}' has finite features but Inf or NaN outputs: the "
           + "products overflowed {} (largest finite value {}); {} or float32 has more range",
-          function.sqlName(), id, dtype, largestFinite(dtype), dtype == DType.FLOAT16 ? "bfloat16" : "float32");
+          function.sqlName(), adapterId, dtype, largestFinite(dtype),
+          dtype == DType.FLOAT16 ? "bfloat16" : "float32");
     }
     return y;
   }
@@ -138,6 +131,32 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
       case BFLOAT16 -> 3.3895314e38f;
       case FLOAT32 -> Float.MAX_VALUE;
     };
+  }
+
+  /**
+   * The one check of an input row, shared by this row path and {@link CpuBatchSegmentGemm}:
+   * returns the index of the row's adapter, having written its features rounded to dtype to
+   * {@code x[off .. off + d_in)}, or -1 for a null id or null features (a null row).
+   *
+   * @throws BadRowException for an unknown adapter, features of the wrong length or a null
+   *     value (the caller applies onBadRow)
+   */
+  static int readRow(AdapterWeights w, DType dtype, String idColumn, String featuresColumn,
+      Object adapterId, Seq<Float> features, float[] x, int off) {
+    if (adapterId == null || features == null) return -1;
+    String id = adapterId.toString();
+    int a = w.indexOf(id);
+    if (a < 0) throw BadRowException.unknownAdapter(w, idColumn, id, "");
+    int dIn = w.dIn();
+    if (features.length() != dIn) {
+      throw BadRowException.wrongLength(w, featuresColumn, id, features.length(), "");
+    }
+    for (int i = 0; i < dIn; i++) {
+      Float v = features.apply(i);
+      if (v == null) throw BadRowException.nullValue(w, featuresColumn, id, i, "");
+      x[off + i] = dtype.round(v);
+    }
+    return a;
   }
 
   /** The same as {@link #call}: what Spark's ScalaUDF calls when the SQL functions build it. */

@@ -38,7 +38,13 @@ class SegmentGemmConfTest {
       assertTrue(e.doc().length() > 40, e.key() + " has a doc");
       keys.add(e.key());
     }
-    assertEquals(9, keys.size());
+    assertEquals(10, keys.size());
+    // The job's key, read by the job rather than the UDF's settings.
+    assertEquals(4096, SegmentGemmConf.CPU_BATCH_ROWS.get(Map.of()));
+    assertEquals(0, SegmentGemmConf.CPU_BATCH_ROWS.get(Map.of("spark.segmentgemm.cpuBatchRows", "0")));
+    assertEquals("spark.segmentgemm.cpuBatchRows = '-1' is invalid: a row count must be 0 or more",
+        assertThrows(IllegalArgumentException.class, () -> SegmentGemmConf.CPU_BATCH_ROWS.get(
+            Map.of("spark.segmentgemm.cpuBatchRows", "-1"))).getMessage());
   }
 
   @Test

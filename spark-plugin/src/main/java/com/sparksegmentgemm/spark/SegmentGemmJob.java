@@ -617,7 +617,12 @@ public final class SegmentGemmJob {
     return col(quotedName(name));
   }
 
-  /** The input with the function's output column, features dropped unless kept. */
+  /**
+   * The input with the function's output column, features dropped unless kept: the SQL function
+   * (the RAPIDS Accelerator runs it on the GPU a batch at a time), or without the Accelerator
+   * the CPU path a batch of spark.segmentgemm.cpuBatchRows rows at a time (CpuBatches; 0: the
+   * SQL function row by row).
+   */
   static Dataset<Row> apply(Dataset<Row> in, Options o) {
     String featuresName = column(in, o.featuresColumn());
     StructField f = in.schema().apply(featuresName);
@@ -626,7 +631,17 @@ public final class SegmentGemmJob {
     Column y = o.function() == AdapterWeights.Function.SEGMENT_GEMM
         ? SegmentGemmFunctions.segment_gemm(id, features)
         : SegmentGemmFunctions.lora_apply(id, features);
+    // Analysed here on every path, so that an id or features column of a type the functions do
+    // not take fails alike on both.
     Dataset<Row> out = in.withColumn(o.outputColumn(), y);
+    SparkSession spark = in.sparkSession();
+    int batchRows = SegmentGemmConf.CPU_BATCH_ROWS.get(
+        scala.jdk.javaapi.CollectionConverters.asJava(spark.conf().getAll()));
+    if (batchRows > 0 && !SegmentGemmPlugin.rapidsEnabled(spark.sparkContext().getConf())) {
+      out = CpuBatches.withOutput(in, id, features, o.outputColumn(),
+          o.keepFeatures() ? null : featuresName, o.function(),
+          SegmentGemmConf.settings(spark.conf()), batchRows);
+    }
     return o.keepFeatures() ? out : out.drop(featuresName);
   }
 
