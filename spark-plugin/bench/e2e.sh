@@ -2,12 +2,15 @@
 # The Spark integration's GPU proof and end-to-end benchmark, on a machine with a GPU, Python
 # (numpy, pyarrow, safetensors) and no Java or Spark install: the JVM, Spark's jars, the RAPIDS
 # Accelerator jar and ours come from dev/gpu-stage. From the repository root:
-#   spark-plugin/bench/e2e.sh STAGE WORK OUT [proof] [concurrency] [sharedgpu] [oom] [bench]
+#   spark-plugin/bench/e2e.sh STAGE WORK OUT [proof] [badinput] [concurrency] [sharedgpu] [oom] [bench]
 # STAGE: the unpacked stage (target/gpu-test-libs, .carry/jre); WORK: scratch (~20 GB for the
 # benchmark); OUT: logs. Steps (default: proof bench):
 #   proof        the job with --explain, asserted (check_run.py): RAPIDS' plan runs gpu_segment_gemm
 #                in a GpuProject, our metrics count every row on the GPU, the output matches the
 #                job with RAPIDS off; the README's demo; lora_apply's demo and its job's plan.
+#   badinput     BadInputSuiteTest (50 bad or edge inputs through the job) in a spark-submit JVM
+#                under the RAPIDS Accelerator: every case's outcome as on the CPU, computed rows
+#                on the GPU.
 #   concurrency  the job on local[16] with 4 concurrent GPU tasks and on local[1] with 1, the
 #                same input splits: outputs bit-identical.
 #   sharedgpu    two executors of a standalone cluster sharing one GPU (both workers own GPU 0;
@@ -138,6 +141,38 @@ if [[ " $steps " == *" proof "* ]]; then
     check job "$out/proof-lora-gpu.log" --rows "$prows" --where gpu --plan lora_apply
   else
     check job "$out/proof-lora-gpu.log" --rows "$prows" --where cpu
+  fi
+fi
+
+if [[ " $steps " == *" badinput "* ]]; then
+  echo "== the bad-input suite (BadInputSuiteTest) under the RAPIDS Accelerator"
+  # JUnit's console launcher is the application, so the tests load through spark-submit's class
+  # loader, which RAPIDS' shim loader needs; without --class-path JUnit uses that loader. The
+  # test classes travel as jars (--jars takes jars only).
+  console=$(ls "$libs"/jars/junit-platform-console-standalone-*.jar)
+  for m in native udfs; do
+    python3 -c "import shutil, sys; shutil.make_archive(sys.argv[1], 'zip', sys.argv[2])" \
+      "$work/$m-tests" "$libs/$m-test-classes" && mv "$work/$m-tests.zip" "$work/$m-tests.jar"
+  done
+  testjars=$tests,$work/native-tests.jar,$work/udfs-tests.jar
+  [ "$gpu" = on ] && testjars=$rapids,$ours,$testjars || testjars=$ours,$testjars
+  start=$(date +%s%N)
+  "$java" -Xmx16g -Dai.rapids.refcount.debug=$refcount -Dsegmentgemm.test.rapids=$([ "$gpu" = on ] && echo true || echo false) \
+    "${vector[@]}" @"$opens" -cp "$libs/spark-jars/*" org.apache.spark.deploy.SparkSubmit \
+    --master "local[2]" --conf spark.ui.enabled=false --conf spark.local.dir="$work/spark-local" \
+    $([ "$gpu" = on ] && echo "--conf spark.plugins=com.sparksegmentgemm.spark.SegmentGemmPlugin,com.nvidia.spark.SQLPlugin --conf spark.rapids.sql.enabled=true") \
+    --jars "$testjars" --class org.junit.platform.console.ConsoleLauncher "$console" \
+    execute --select-class com.sparksegmentgemm.spark.BadInputSuiteTest --details=summary \
+    --disable-banner > "$out/badinput.log" 2>&1
+  rc=$?
+  echo "badinput.log: rc=$rc, $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  grep -E "tests (found|successful|failed|skipped)|under the RAPIDS|LEAKED" "$out/badinput.log" | tee -a "$out/checks.log"
+  if [ $rc = 0 ] && grep -qE '\[ +[1-9][0-9]* tests successful' "$out/badinput.log" \
+      && grep -qE '\[ +0 tests failed' "$out/badinput.log"; then
+    echo "check badinput: PASS" | tee -a "$out/checks.log"
+  else
+    echo "check badinput: FAIL (rc=$rc, see badinput.log)" | tee -a "$out/checks.log"
+    failed=1
   fi
 fi
 

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.sparksegmentgemm.SafetensorsWriter;
+import com.sparksegmentgemm.SegmentGemmMetrics;
 import com.sparksegmentgemm.TestReference;
 import com.sparksegmentgemm.nativelib.DType;
 import java.io.ByteArrayOutputStream;
@@ -31,6 +32,7 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Named;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -49,8 +51,27 @@ import org.junit.jupiter.params.provider.MethodSource;
  * GPU machine, where each case must give the same outcome.
  */
 class BadInputSuiteTest extends SharedSessionTest {
+  /**
+   * Set (true) by the GPU check when it runs this suite through spark-submit under the RAPIDS
+   * Accelerator: then the rows the cases computed must all have run on the GPU, or the suite
+   * would pass on a CPU fallback.
+   */
+  static final String UNDER_RAPIDS = "segmentgemm.test.rapids";
+
   @TempDir
   static Path root;
+
+  @AfterAll
+  static void underRapidsEveryRowRanOnTheGpu() {
+    if (!Boolean.getBoolean(UNDER_RAPIDS)) return;
+    SegmentGemmMetrics.Snapshot m = SegmentGemmMetrics.snapshot();
+    // CPU rows are expected too: after a task fails on a bad row, the job finds that row with
+    // the row UDF on the CPU (SegmentGemmJob.firstBadRow); each case that computes checks
+    // its own summary (see reference()).
+    System.out.println("BadInputSuiteTest under the RAPIDS Accelerator: " + m.gpuRows()
+        + " rows on the GPU, " + m.cpuRows() + " on the CPU (the bad-row searches)");
+    assertTrue(m.gpuRows() > 0, "no row ran on the GPU");
+  }
 
   static final int D_IN = 4;
   static final int D_OUT = 3;
@@ -204,6 +225,11 @@ class BadInputSuiteTest extends SharedSessionTest {
   static Expect reference(Long... nullIds) {
     return (fx, o, before) -> {
       assertEquals(0, o.code(), "exit code; stderr: " + o.err());
+      if (Boolean.getBoolean(UNDER_RAPIDS)) {
+        // The job's summary says where the UDF ran ("[GPU: ...", "[CPU ...", "[GPU and CPU").
+        assertFalse(o.out().contains("[CPU") || o.out().contains("[GPU and CPU"),
+            "rows ran on the CPU under the RAPIDS Accelerator: " + o.out());
+      }
       assertNoStaging(fx);
       Map<Long, List<Float>> got = output(fx);
       assertEquals(fx.rows.size(), got.size(), "output rows");
