@@ -13,7 +13,7 @@
  *    `--default-stream per-thread`, so stream 0 means the calling thread's default stream
  *    (the stream cuDF and the RAPIDS Accelerator use), never the legacy stream.
  *  - Every function returns an sgemm_status; on failure sgemm_last_error() returns a message for
- *    the calling thread. Nothing prints, nothing exits.
+ *    the calling thread. Nothing prints, nothing exits, and no C++ exception crosses this API.
  *  - Errors found in device-resident arguments (a negative segment length, an indptr that is
  *    not monotone or does not end at x_rows, a weight index out of range) are detected on the
  *    device without a host synchronisation: the faulty call writes nothing to y, records the
@@ -38,8 +38,13 @@ typedef enum sgemm_status {
   SGEMM_WORKSPACE_TOO_SMALL = 2,
   SGEMM_UNSUPPORTED = 3,        /* backend or device cannot run this call */
   SGEMM_NO_DEVICE = 4,          /* no CUDA driver or no CUDA device */
-  SGEMM_CUDA_ERROR = 5,         /* a CUDA runtime call failed */
-  SGEMM_INTERNAL_ERROR = 6
+  SGEMM_CUDA_ERROR = 5,         /* a CUDA runtime call failed; the context is still usable */
+  SGEMM_INTERNAL_ERROR = 6,     /* a bug, or a C++ exception inside the library (its message,
+                                   e.g. "out of host memory" for std::bad_alloc) */
+  SGEMM_CUDA_FATAL = 7          /* a sticky CUDA error (illegal address, launch failure, ECC,
+                                   ...): the process's CUDA context is unusable and every later
+                                   CUDA call fails; only a new process can use the GPU again
+                                   (a Spark executor must exit rather than retry the task) */
 } sgemm_status;
 
 /*
@@ -110,6 +115,12 @@ typedef struct sgemm_device_info {
 
 /* Message of the last failed call on this thread ("" if none). Valid until the next call. */
 SGEMM_EXPORT const char* sgemm_last_error(void);
+
+/*
+ * The cudaError_t of the last failed call on this thread when it failed on a CUDA error
+ * (SGEMM_CUDA_ERROR, SGEMM_CUDA_FATAL, SGEMM_NO_DEVICE); 0 (cudaSuccess) otherwise.
+ */
+SGEMM_EXPORT int sgemm_last_cuda_error(void);
 
 /* Library version, e.g. "0.1.0". */
 SGEMM_EXPORT const char* sgemm_version(void);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <memory>
 #include <new>
 #include <string>
 
@@ -37,37 +39,117 @@ namespace sgemm {
 
 namespace {
 thread_local std::string g_last_error;
+// The message of a CUDA failure or of a C++ exception, formatted without allocating;
+// sgemm_last_error returns it while g_fixed_error is set.
+thread_local char g_fixed_message[512];
+thread_local bool g_fixed_error = false;
+thread_local cudaError_t g_cuda_error = cudaSuccess;
+
+sgemm_status fail_fixed(sgemm_status status, const char* function, const char* what,
+                        const char* detail) noexcept {
+  std::snprintf(g_fixed_message, sizeof(g_fixed_message), "%s: %s%s", function, what, detail);
+  g_fixed_error = true;
+  return status;
 }
+}  // namespace
 
 sgemm_status fail(sgemm_status status, std::string message) {
+  g_fixed_error = false;
+  g_cuda_error = cudaSuccess;
   g_last_error = std::move(message);
   return status;
 }
 
-void clear_error() { g_last_error.clear(); }
+void clear_error() noexcept {
+  g_last_error.clear();
+  g_fixed_error = false;
+  g_cuda_error = cudaSuccess;
+}
 
-sgemm_status cuda_fail(cudaError_t err, const char* what) {
+bool is_sticky_cuda_error(cudaError_t err) noexcept {
+  switch (err) {
+    // Documented in CUDA 13's driver_types.h as leaving the process in an inconsistent state
+    // ("any further CUDA work will return the same error"; relaunch the process) ...
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+    case cudaErrorTensorMemoryLeak:
+    case cudaErrorContained:
+    case cudaErrorMpsClientTerminated:
+    case cudaErrorExternalDevice:
+    // ... and the uncorrectable hardware errors, which the RAPIDS Accelerator also treats as
+    // fatal for the executor.
+    case cudaErrorECCUncorrectable:
+    case cudaErrorNvlinkUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+
+sgemm_status cuda_fail(cudaError_t err, const char* what) noexcept {
   const sgemm_status status =
-      (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) ? SGEMM_NO_DEVICE
-                                                                       : SGEMM_CUDA_ERROR;
+      is_sticky_cuda_error(err) ? SGEMM_CUDA_FATAL
+      : (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) ? SGEMM_NO_DEVICE
+                                                                          : SGEMM_CUDA_ERROR;
   cudaGetLastError();  // clear a non-sticky error so the next call starts clean
-  return fail(status, std::string(what) + " failed: " + cudaGetErrorName(err) + ": " +
-                          cudaGetErrorString(err));
+  // Formatted without allocating, so that the status survives an exhausted host heap.
+  std::snprintf(g_fixed_message, sizeof(g_fixed_message), "%s failed: %s: %s%s", what,
+                cudaGetErrorName(err), cudaGetErrorString(err),
+                status == SGEMM_CUDA_FATAL
+                    ? " (the CUDA context is unusable: the process must be restarted)"
+                    : "");
+  g_fixed_error = true;
+  g_cuda_error = err;
+  return status;
+}
+
+sgemm_status exception_status(const char* function) noexcept {
+  g_cuda_error = cudaSuccess;
+  try {
+    throw;
+  } catch (const std::bad_alloc& e) {
+    return fail_fixed(SGEMM_INTERNAL_ERROR, function, "out of host memory: ", e.what());
+  } catch (const std::exception& e) {
+    return fail_fixed(SGEMM_INTERNAL_ERROR, function, "C++ exception: ", e.what());
+  } catch (...) {
+    return fail_fixed(SGEMM_INTERNAL_ERROR, function, "unknown C++ exception", "");
+  }
 }
 
 namespace {
 
 std::string str(long long v) { return std::to_string(v); }
 
-// The sizes every entry point that takes sgemm_run_args reads.
+// The sizes every entry point that takes sgemm_run_args reads (segment_rules.hpp: size_error).
 sgemm_status check_sizes(const sgemm_run_args& a) {
-  if (a.x_rows < 0 || a.d_in < 0 || a.d_out < 0 || a.num_weights < 0 || a.batch_size < 0) {
-    return fail(SGEMM_INVALID_ARGUMENT,
-                "negative size: x_rows=" + str(a.x_rows) + " d_in=" + str(a.d_in) +
-                    " d_out=" + str(a.d_out) + " num_weights=" + str(a.num_weights) +
-                    " batch_size=" + str(a.batch_size));
+  const SizeError error = size_error(a);
+  if (error == kSizeOk) return SGEMM_OK;
+  const std::string sizes = "x_rows=" + str(a.x_rows) + " d_in=" + str(a.d_in) +
+                            " d_out=" + str(a.d_out) + " num_weights=" + str(a.num_weights) +
+                            " batch_size=" + str(a.batch_size);
+  switch (error) {
+    case kSizeOk:  // returned above
+    case kSizeSegmentSums: break;
+    case kSizeNegative: return fail(SGEMM_INVALID_ARGUMENT, "negative size: " + sizes);
+    case kSizeTooLarge:
+      return fail(SGEMM_INVALID_ARGUMENT, "a size exceeds 2^48: " + sizes);
+    case kSizeX:
+      return fail(SGEMM_INVALID_ARGUMENT, "x exceeds 2^60 elements (x_rows * d_in): " + sizes);
+    case kSizeY:
+      return fail(SGEMM_INVALID_ARGUMENT, "y exceeds 2^60 elements (x_rows * d_out): " + sizes);
+    case kSizeWeights:
+      return fail(SGEMM_INVALID_ARGUMENT,
+                  "weights exceed 2^60 elements (num_weights * d_in * d_out): " + sizes);
   }
-  return SGEMM_OK;
+  return fail(SGEMM_INVALID_ARGUMENT,
+              "batch_size * x_rows exceeds 2^62 (segment lengths are summed in int64): " + sizes);
 }
 
 sgemm_status check_args(const sgemm_run_args& a) {
@@ -79,7 +161,7 @@ sgemm_status check_args(const sgemm_run_args& a) {
   if (a.seg_lens == nullptr && a.seg_indptr == nullptr) {
     return fail(SGEMM_INVALID_ARGUMENT, "one of seg_lens and seg_indptr must be given");
   }
-  if (a.weight_indices == nullptr && a.batch_size > a.num_weights) {
+  if (!implicit_weights_fit(a)) {
     return fail(SGEMM_INVALID_ARGUMENT,
                 "batch_size " + str(a.batch_size) + " > num_weights " + str(a.num_weights) +
                     " without weight_indices (segment i uses weight i)");
@@ -171,208 +253,219 @@ using namespace sgemm;
 
 extern "C" {
 
-const char* sgemm_last_error(void) { return g_last_error.c_str(); }
+const char* sgemm_last_error(void) { return g_fixed_error ? g_fixed_message : g_last_error.c_str(); }
+
+int sgemm_last_cuda_error(void) { return static_cast<int>(g_cuda_error); }
 
 const char* sgemm_version(void) { return SGEMM_VERSION; }
 
 sgemm_status sgemm_device_count(int* count) {
-  clear_error();
-  if (count == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "count is null");
-  *count = 0;
-  const cudaError_t err = cudaGetDeviceCount(count);
-  if (err != cudaSuccess) {
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (count == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "count is null");
     *count = 0;
-    return cuda_fail(err, "cudaGetDeviceCount (no usable CUDA driver or GPU?)");
-  }
-  return SGEMM_OK;
+    const cudaError_t err = cudaGetDeviceCount(count);
+    if (err != cudaSuccess) {
+      *count = 0;
+      return cuda_fail(err, "cudaGetDeviceCount (no usable CUDA driver or GPU?)");
+    }
+    return SGEMM_OK;
+  });
 }
 
 sgemm_status sgemm_device_query(int device, sgemm_device_info* info) {
-  clear_error();
-  if (info == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "info is null");
-  int count = 0;
-  SGEMM_TRY(sgemm_device_count(&count));
-  if (device < 0 || device >= count) {
-    return fail(SGEMM_INVALID_ARGUMENT,
-                "device " + str(device) + " does not exist (" + str(count) + " CUDA devices)");
-  }
-  cudaDeviceProp prop;
-  SGEMM_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
-  std::memset(info, 0, sizeof(*info));
-  std::snprintf(info->name, sizeof(info->name), "%s", prop.name);
-  info->major = prop.major;
-  info->minor = prop.minor;
-  info->multiprocessor_count = prop.multiProcessorCount;
-  info->total_memory_bytes = prop.totalGlobalMem;
-  SGEMM_CUDA_TRY(cudaDriverGetVersion(&info->driver_version));
-  SGEMM_CUDA_TRY(cudaRuntimeGetVersion(&info->runtime_version));
-  return SGEMM_OK;
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (info == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "info is null");
+    int count = 0;
+    SGEMM_TRY(sgemm_device_count(&count));
+    if (device < 0 || device >= count) {
+      return fail(SGEMM_INVALID_ARGUMENT,
+                  "device " + str(device) + " does not exist (" + str(count) + " CUDA devices)");
+    }
+    cudaDeviceProp prop;
+    SGEMM_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    std::memset(info, 0, sizeof(*info));
+    std::snprintf(info->name, sizeof(info->name), "%s", prop.name);
+    info->major = prop.major;
+    info->minor = prop.minor;
+    info->multiprocessor_count = prop.multiProcessorCount;
+    info->total_memory_bytes = prop.totalGlobalMem;
+    SGEMM_CUDA_TRY(cudaDriverGetVersion(&info->driver_version));
+    SGEMM_CUDA_TRY(cudaRuntimeGetVersion(&info->runtime_version));
+    return SGEMM_OK;
+  });
 }
 
 sgemm_status sgemm_workspace_size(const sgemm_run_args* args, sgemm_workspace_sizes* sizes) {
-  clear_error();
-  if (args == nullptr || sizes == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args or sizes is null");
-  const sgemm_run_args& a = *args;
-  SGEMM_TRY(check_sizes(a));
-  IntWorkspaceLayout layout;
-  int_workspace_layout(a.batch_size, &layout);
-  sizes->int_bytes = layout.total;
-  sizes->float_bytes = float_workspace_layout(a, false).total;
-  sizes->float_bytes_coalesced =
-      coalescing_pays(a) ? std::max(sizes->float_bytes, float_workspace_layout(a, true).total)
-                         : sizes->float_bytes;
-  return SGEMM_OK;
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (args == nullptr || sizes == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args or sizes is null");
+    const sgemm_run_args& a = *args;
+    SGEMM_TRY(check_sizes(a));
+    IntWorkspaceLayout layout{};
+    int_workspace_layout(a.batch_size, &layout);
+    sizes->int_bytes = layout.total;
+    sizes->float_bytes = float_workspace_layout(a, false).total;
+    sizes->float_bytes_coalesced =
+        coalescing_pays(a) ? std::max(sizes->float_bytes, float_workspace_layout(a, true).total)
+                           : sizes->float_bytes;
+    return SGEMM_OK;
+  });
 }
 
 sgemm_status sgemm_describe_plan(sgemm_handle* h, const sgemm_run_args* args, char* buf,
                                  size_t buf_len) {
-  clear_error();
-  if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
-  if (args == nullptr || buf == nullptr || buf_len == 0) {
-    return fail(SGEMM_INVALID_ARGUMENT, "args or buf is null");
-  }
-  SGEMM_TRY(check_args(*args));
-  Plan plan;
-  SGEMM_TRY(make_plan(h->backend, h->cc_major, h->cc_minor, *args, h->float_ws_bytes, &plan));
-  std::snprintf(buf, buf_len, "%s", describe_plan(plan, *args).c_str());
-  return SGEMM_OK;
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+    if (args == nullptr || buf == nullptr || buf_len == 0) {
+      return fail(SGEMM_INVALID_ARGUMENT, "args or buf is null");
+    }
+    SGEMM_TRY(check_args(*args));
+    Plan plan;
+    SGEMM_TRY(make_plan(h->backend, h->cc_major, h->cc_minor, *args, h->float_ws_bytes, &plan));
+    std::snprintf(buf, buf_len, "%s", describe_plan(plan, *args).c_str());
+    return SGEMM_OK;
+  });
 }
 
 sgemm_status sgemm_create(sgemm_handle** handle, sgemm_backend backend, void* float_ws,
                           size_t float_ws_bytes, void* int_ws, size_t int_ws_bytes) {
-  clear_error();
-  if (handle == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
-  *handle = nullptr;
-  if (backend < SGEMM_BACKEND_AUTO || backend > SGEMM_BACKEND_SM90) {
-    return fail(SGEMM_INVALID_ARGUMENT, "unknown backend " + str(backend) +
-                                            " (AUTO 0, PORTABLE 1, SM80 2, SM90 3)");
-  }
-  auto* h = new (std::nothrow) sgemm_handle{};
-  if (h == nullptr) return fail(SGEMM_INTERNAL_ERROR, "out of host memory");
-  h->backend = backend;
-  sgemm_status st = SGEMM_OK;
-  cudaError_t err = cudaGetDevice(&h->device);
-  if (err == cudaSuccess) {
-    err = cudaDeviceGetAttribute(&h->multiprocessor_count, cudaDevAttrMultiProcessorCount, h->device);
-  }
-  if (err == cudaSuccess) {
-    err = cudaDeviceGetAttribute(&h->cc_major, cudaDevAttrComputeCapabilityMajor, h->device);
-  }
-  if (err == cudaSuccess) {
-    err = cudaDeviceGetAttribute(&h->cc_minor, cudaDevAttrComputeCapabilityMinor, h->device);
-  }
-  if (err == cudaSuccess) err = cudaMallocHost(&h->host_record, sizeof(ErrorRecord));
-  if (err != cudaSuccess) st = cuda_fail(err, "sgemm_create: device setup");
-  if (st == SGEMM_OK) st = check_backend_device(backend, h->cc_major, h->cc_minor);
-  if (st == SGEMM_OK) st = set_workspace(h, float_ws, float_ws_bytes, int_ws, int_ws_bytes);
-  if (st != SGEMM_OK) {
-    if (h->host_record != nullptr) cudaFreeHost(h->host_record);
-    delete h;
-    return st;
-  }
-  *handle = h;
-  return SGEMM_OK;
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (handle == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+    *handle = nullptr;
+    if (backend < SGEMM_BACKEND_AUTO || backend > SGEMM_BACKEND_SM90) {
+      return fail(SGEMM_INVALID_ARGUMENT, "unknown backend " + str(backend) +
+                                              " (AUTO 0, PORTABLE 1, SM80 2, SM90 3)");
+    }
+    // Frees what the handle holds on every path out, an exception's included.
+    struct Free {
+      void operator()(sgemm_handle* h) const {
+        if (h->host_record != nullptr) cudaFreeHost(h->host_record);
+        delete h;
+      }
+    };
+    std::unique_ptr<sgemm_handle, Free> h(new sgemm_handle{});
+    h->backend = backend;
+    cudaError_t err = cudaGetDevice(&h->device);
+    if (err == cudaSuccess) {
+      err = cudaDeviceGetAttribute(&h->multiprocessor_count, cudaDevAttrMultiProcessorCount, h->device);
+    }
+    if (err == cudaSuccess) {
+      err = cudaDeviceGetAttribute(&h->cc_major, cudaDevAttrComputeCapabilityMajor, h->device);
+    }
+    if (err == cudaSuccess) {
+      err = cudaDeviceGetAttribute(&h->cc_minor, cudaDevAttrComputeCapabilityMinor, h->device);
+    }
+    if (err == cudaSuccess) err = cudaMallocHost(&h->host_record, sizeof(ErrorRecord));
+    if (err != cudaSuccess) return cuda_fail(err, "sgemm_create: device setup");
+    SGEMM_TRY(check_backend_device(backend, h->cc_major, h->cc_minor));
+    SGEMM_TRY(set_workspace(h.get(), float_ws, float_ws_bytes, int_ws, int_ws_bytes));
+    *handle = h.release();
+    return SGEMM_OK;
+  });
 }
 
 sgemm_status sgemm_reset_workspace(sgemm_handle* h, void* float_ws, size_t float_ws_bytes,
                                    void* int_ws, size_t int_ws_bytes) {
-  clear_error();
-  if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
-  SGEMM_TRY(use_device(h));
-  return set_workspace(h, float_ws, float_ws_bytes, int_ws, int_ws_bytes);
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+    SGEMM_TRY(use_device(h));
+    return set_workspace(h, float_ws, float_ws_bytes, int_ws, int_ws_bytes);
+  });
 }
 
 sgemm_status sgemm_destroy(sgemm_handle* h) {
-  clear_error();
-  if (h == nullptr) return SGEMM_OK;
-  const cudaError_t err = cudaFreeHost(h->host_record);
-  delete h;
-  if (err != cudaSuccess) return cuda_fail(err, "cudaFreeHost");
-  return SGEMM_OK;
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (h == nullptr) return SGEMM_OK;
+    const cudaError_t err = cudaFreeHost(h->host_record);
+    delete h;
+    if (err != cudaSuccess) return cuda_fail(err, "cudaFreeHost");
+    return SGEMM_OK;
+  });
 }
 
 sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream_ptr) {
-  clear_error();
-  if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
-  if (args == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args is null");
-  const sgemm_run_args& a = *args;
-  SGEMM_TRY(check_args(a));
-  IntWorkspaceLayout layout;
-  int_workspace_layout(a.batch_size, &layout);  // batch_size >= 0: checked above
-  if (h->int_ws_bytes < layout.total) {
-    return fail(SGEMM_WORKSPACE_TOO_SMALL,
-                "int workspace of " + str(h->int_ws_bytes) + " bytes is too small for " +
-                    str(a.batch_size) + " segments: " + str(layout.total) +
-                    " bytes needed (sgemm_workspace_size)");
-  }
-  SGEMM_TRY(use_device(h));
-  auto stream = static_cast<cudaStream_t>(stream_ptr);
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+    if (args == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args is null");
+    const sgemm_run_args& a = *args;
+    SGEMM_TRY(check_args(a));
+    IntWorkspaceLayout layout{};
+    int_workspace_layout(a.batch_size, &layout);  // batch_size >= 0: checked above
+    if (h->int_ws_bytes < layout.total) {
+      return fail(SGEMM_WORKSPACE_TOO_SMALL,
+                  "int workspace of " + str(h->int_ws_bytes) + " bytes is too small for " +
+                      str(a.batch_size) + " segments: " + str(layout.total) +
+                      " bytes needed (sgemm_workspace_size)");
+    }
+    SGEMM_TRY(use_device(h));
+    auto stream = static_cast<cudaStream_t>(stream_ptr);
 
-  Plan plan;
-  SGEMM_TRY(make_plan(h->backend, h->cc_major, h->cc_minor, a, h->float_ws_bytes, &plan));
+    Plan plan;
+    SGEMM_TRY(make_plan(h->backend, h->cc_major, h->cc_minor, a, h->float_ws_bytes, &plan));
 
-  // Nothing to write (a batch of no segments over rows is a mismatch the check records for
-  // sgemm_check); the checks still run.
-  const bool nothing_to_write = a.x_rows == 0 || a.d_out == 0 || a.batch_size == 0;
-  if (plan.small && !nothing_to_write) {
-    return run_small(a, error_record(h->int_ws, layout), h->multiprocessor_count, stream);
-  }
-  // The portable kernel and the coalescing kernels read offsets from the int workspace; the
-  // tensor-core kernels of an uncoalesced call check the segments while writing their arguments.
-  const bool fused_check = !nothing_to_write && plan.family != SGEMM_BACKEND_PORTABLE && !plan.coalesce;
-  PreparedSegments seg{};
-  if (!fused_check) SGEMM_TRY(prepare_segments(a, h->int_ws, layout, kPortableTileRows, stream, &seg));
-  if (nothing_to_write) return SGEMM_OK;
+    // Nothing to write (a batch of no segments over rows is a mismatch the check records for
+    // sgemm_check); the checks still run.
+    const bool nothing_to_write = a.x_rows == 0 || a.d_out == 0 || a.batch_size == 0;
+    if (plan.small && !nothing_to_write) {
+      return run_small(a, error_record(h->int_ws, layout), h->multiprocessor_count, stream);
+    }
+    // The portable kernel and the coalescing kernels read offsets from the int workspace; the
+    // tensor-core kernels of an uncoalesced call check the segments while writing their arguments.
+    const bool fused_check = !nothing_to_write && plan.family != SGEMM_BACKEND_PORTABLE && !plan.coalesce;
+    PreparedSegments seg{};
+    if (!fused_check) SGEMM_TRY(prepare_segments(a, h->int_ws, layout, kPortableTileRows, stream, &seg));
+    if (nothing_to_write) return SGEMM_OK;
 
-  if (plan.family == SGEMM_BACKEND_PORTABLE) return run_portable(h, a, seg, stream);
+    if (plan.family == SGEMM_BACKEND_PORTABLE) return run_portable(h, a, seg, stream);
 
-  // A persistent grid no larger than the work: every CTA of a ptr-array kernel sets up its own
-  // TMA descriptors before it looks for a tile, which dominates a call of a few tiles.
-  int64_t tile_rows = 0, tile_cols = 0;
-  tile_extent(plan.family, plan.tile, &tile_rows, &tile_cols);
-  const int64_t max_tiles =
-      (a.x_rows / tile_rows + plan.problems) * ((a.d_out + tile_cols - 1) / tile_cols);
-  const int ctas = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(h->multiprocessor_count, max_tiles)));
-  char* fws = static_cast<char*>(h->float_ws);
-  GroupedCall call{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, fused_check,
-                   segment_args(a), seg.indptr, a.weight_indices, error_record(h->int_ws, layout),
-                   fws + plan.layout.args, plan.layout.args_bytes, fws + plan.layout.cutlass,
-                   kCutlassWorkspaceBytes, h->device, ctas, stream};
-  CoalesceBuffers buffers{};
-  const size_t elt = element_bytes(a.dtype);
-  if (plan.coalesce) {
-    const CoalesceLayout c = coalesce_layout(plan.layout.coalesce_begin, a.batch_size,
-                                             a.num_weights, a.x_rows, a.d_in, a.d_out, elt);
-    buffers = CoalesceBuffers{reinterpret_cast<int64_t*>(fws + c.group_rows),
-                              reinterpret_cast<int64_t*>(fws + c.group_ptr),
-                              reinterpret_cast<int64_t*>(fws + c.cursor),
-                              reinterpret_cast<int64_t*>(fws + c.seg_dest), fws + c.xg,
-                              fws + c.yg};
-    SGEMM_TRY(coalesce_gather(a, seg.indptr, seg.record, buffers, elt, stream));
-    call.a = buffers.xg;
-    call.d = buffers.yg;
-    call.problems = a.num_weights;
-    call.indptr = buffers.group_ptr;
-    call.weight_indices = nullptr;  // group w uses weight w
-  }
-  SGEMM_TRY(plan.launch(call));
-  if (plan.coalesce) SGEMM_TRY(coalesce_scatter(a, seg.indptr, seg.record, buffers, elt, stream));
-  return SGEMM_OK;
+    // A persistent grid no larger than the work: every CTA of a ptr-array kernel sets up its own
+    // TMA descriptors before it looks for a tile, which dominates a call of a few tiles.
+    int64_t tile_rows = 0, tile_cols = 0;
+    tile_extent(plan.family, plan.tile, &tile_rows, &tile_cols);
+    const int64_t max_tiles =
+        (a.x_rows / tile_rows + plan.problems) * ((a.d_out + tile_cols - 1) / tile_cols);
+    const int ctas = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(h->multiprocessor_count, max_tiles)));
+    char* fws = static_cast<char*>(h->float_ws);
+    GroupedCall call{a.x, a.weights, a.y, a.d_in, a.d_out, a.batch_size, fused_check,
+                     segment_args(a), seg.indptr, a.weight_indices, error_record(h->int_ws, layout),
+                     fws + plan.layout.args, plan.layout.args_bytes, fws + plan.layout.cutlass,
+                     kCutlassWorkspaceBytes, h->device, ctas, stream};
+    CoalesceBuffers buffers{};
+    const size_t elt = element_bytes(a.dtype);
+    if (plan.coalesce) {
+      const CoalesceLayout c = coalesce_layout(plan.layout.coalesce_begin, a.batch_size,
+                                               a.num_weights, a.x_rows, a.d_in, a.d_out, elt);
+      buffers = CoalesceBuffers{reinterpret_cast<int64_t*>(fws + c.group_rows),
+                                reinterpret_cast<int64_t*>(fws + c.group_ptr),
+                                reinterpret_cast<int64_t*>(fws + c.cursor),
+                                reinterpret_cast<int64_t*>(fws + c.seg_dest), fws + c.xg,
+                                fws + c.yg};
+      SGEMM_TRY(coalesce_gather(a, seg.indptr, seg.record, buffers, elt, stream));
+      call.a = buffers.xg;
+      call.d = buffers.yg;
+      call.problems = a.num_weights;
+      call.indptr = buffers.group_ptr;
+      call.weight_indices = nullptr;  // group w uses weight w
+    }
+    SGEMM_TRY(plan.launch(call));
+    if (plan.coalesce) SGEMM_TRY(coalesce_scatter(a, seg.indptr, seg.record, buffers, elt, stream));
+    return SGEMM_OK;
+  });
 }
 
 sgemm_status sgemm_check(sgemm_handle* h, void* stream_ptr) {
-  clear_error();
-  if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
-  SGEMM_TRY(use_device(h));
-  auto stream = static_cast<cudaStream_t>(stream_ptr);
-  auto* record = static_cast<ErrorRecord*>(h->int_ws);
-  SGEMM_CUDA_TRY(cudaMemcpyAsync(h->host_record, record, sizeof(ErrorRecord),
-                                 cudaMemcpyDeviceToHost, stream));
-  SGEMM_CUDA_TRY(cudaStreamSynchronize(stream));
-  if (h->host_record->sticky == kNoError) return SGEMM_OK;
-  const std::string message = describe(*h->host_record);
-  SGEMM_CUDA_TRY(cudaMemsetAsync(&record->sticky, 0xff, sizeof(record->sticky), stream));
-  return fail(SGEMM_INVALID_ARGUMENT, message);
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+    SGEMM_TRY(use_device(h));
+    auto stream = static_cast<cudaStream_t>(stream_ptr);
+    auto* record = static_cast<ErrorRecord*>(h->int_ws);
+    SGEMM_CUDA_TRY(cudaMemcpyAsync(h->host_record, record, sizeof(ErrorRecord),
+                                   cudaMemcpyDeviceToHost, stream));
+    SGEMM_CUDA_TRY(cudaStreamSynchronize(stream));
+    if (h->host_record->sticky == kNoError) return SGEMM_OK;
+    const std::string message = describe(*h->host_record);
+    SGEMM_CUDA_TRY(cudaMemsetAsync(&record->sticky, 0xff, sizeof(record->sticky), stream));
+    return fail(SGEMM_INVALID_ARGUMENT, message);
+  });
 }
 
 }  // extern "C"

@@ -5,16 +5,6 @@
 
 namespace sgemm {
 
-bool int_workspace_layout(int64_t batch_size, IntWorkspaceLayout* layout) {
-  if (batch_size < 0) return false;
-  const size_t n = static_cast<size_t>(batch_size + 1) * sizeof(int64_t);
-  layout->record = 0;
-  layout->indptr = align_up(sizeof(ErrorRecord));
-  layout->tile_offsets = layout->indptr + align_up(n);
-  layout->total = layout->tile_offsets + align_up(n);
-  return true;
-}
-
 namespace {
 
 // Writes seg_indptr (when built from seg_lens) and the row-tile offsets.

@@ -10,24 +10,10 @@
 #include <cstdint>
 
 #include "segment_gemm.h"
+#include "segment_rules.hpp"
 #include "workspace.hpp"
 
 namespace sgemm {
-
-// The caller's segment description, as the device check reads it.
-struct SegmentArgs {
-  const int64_t* seg_lens;
-  const int64_t* seg_indptr;  // wins over seg_lens when both are given
-  const int64_t* weight_indices;
-  int64_t batch_size;
-  int64_t num_weights;
-  int64_t x_rows;
-};
-
-inline SegmentArgs segment_args(const sgemm_run_args& a) {
-  return SegmentArgs{a.seg_lens, a.seg_indptr, a.weight_indices, a.batch_size, a.num_weights,
-                     a.x_rows};
-}
 
 struct PreparedSegments {
   const int64_t* indptr;        // the caller's seg_indptr, or one built from seg_lens

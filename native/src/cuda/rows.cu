@@ -110,47 +110,49 @@ extern "C" {
 sgemm_status sgemm_gather_float_rows(const float* values, const int32_t* offsets,
                                      const int32_t* rows, int64_t n, int64_t d,
                                      sgemm_dtype dtype, void* dst, void* stream_ptr) {
-  clear_error();
-  if (n < 0 || d < 0) {
-    return fail(SGEMM_INVALID_ARGUMENT, "negative size: n=" + str(n) + " d=" + str(d));
-  }
-  if (n == 0 || d == 0) return SGEMM_OK;
-  if (values == nullptr || offsets == nullptr || rows == nullptr || dst == nullptr) {
-    return fail(SGEMM_INVALID_ARGUMENT, "values, offsets, rows or dst is null");
-  }
-  auto stream = static_cast<cudaStream_t>(stream_ptr);
-  const auto blocks = static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock);
-  switch (dtype) {
-    case SGEMM_FLOAT32: gather_rows<SGEMM_FLOAT32><<<blocks, kThreads, 0, stream>>>(values, offsets, rows, n, d, dst); break;
-    case SGEMM_FLOAT16: gather_rows<SGEMM_FLOAT16><<<blocks, kThreads, 0, stream>>>(values, offsets, rows, n, d, dst); break;
-    case SGEMM_BFLOAT16: gather_rows<SGEMM_BFLOAT16><<<blocks, kThreads, 0, stream>>>(values, offsets, rows, n, d, dst); break;
-    default: return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(dtype) + " is not float32, float16 or bfloat16");
-  }
-  SGEMM_CUDA_TRY(cudaGetLastError());
-  return SGEMM_OK;
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (n < 0 || d < 0) {
+      return fail(SGEMM_INVALID_ARGUMENT, "negative size: n=" + str(n) + " d=" + str(d));
+    }
+    if (n == 0 || d == 0) return SGEMM_OK;
+    if (values == nullptr || offsets == nullptr || rows == nullptr || dst == nullptr) {
+      return fail(SGEMM_INVALID_ARGUMENT, "values, offsets, rows or dst is null");
+    }
+    auto stream = static_cast<cudaStream_t>(stream_ptr);
+    const auto blocks = static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock);
+    switch (dtype) {
+      case SGEMM_FLOAT32: gather_rows<SGEMM_FLOAT32><<<blocks, kThreads, 0, stream>>>(values, offsets, rows, n, d, dst); break;
+      case SGEMM_FLOAT16: gather_rows<SGEMM_FLOAT16><<<blocks, kThreads, 0, stream>>>(values, offsets, rows, n, d, dst); break;
+      case SGEMM_BFLOAT16: gather_rows<SGEMM_BFLOAT16><<<blocks, kThreads, 0, stream>>>(values, offsets, rows, n, d, dst); break;
+      default: return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(dtype) + " is not float32, float16 or bfloat16");
+    }
+    SGEMM_CUDA_TRY(cudaGetLastError());
+    return SGEMM_OK;
+  });
 }
 
 sgemm_status sgemm_scatter_rows_to_float(const void* src, sgemm_dtype dtype,
                                          const int32_t* dest_rows, int64_t n, int64_t d,
                                          float* dst, void* stream_ptr) {
-  clear_error();
-  if (n < 0 || d < 0) {
-    return fail(SGEMM_INVALID_ARGUMENT, "negative size: n=" + str(n) + " d=" + str(d));
-  }
-  if (n == 0 || d == 0) return SGEMM_OK;
-  if (src == nullptr || dest_rows == nullptr || dst == nullptr) {
-    return fail(SGEMM_INVALID_ARGUMENT, "src, dest_rows or dst is null");
-  }
-  auto stream = static_cast<cudaStream_t>(stream_ptr);
-  const auto blocks = static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock);
-  switch (dtype) {
-    case SGEMM_FLOAT32: scatter_rows<SGEMM_FLOAT32><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
-    case SGEMM_FLOAT16: scatter_rows<SGEMM_FLOAT16><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
-    case SGEMM_BFLOAT16: scatter_rows<SGEMM_BFLOAT16><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
-    default: return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(dtype) + " is not float32, float16 or bfloat16");
-  }
-  SGEMM_CUDA_TRY(cudaGetLastError());
-  return SGEMM_OK;
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (n < 0 || d < 0) {
+      return fail(SGEMM_INVALID_ARGUMENT, "negative size: n=" + str(n) + " d=" + str(d));
+    }
+    if (n == 0 || d == 0) return SGEMM_OK;
+    if (src == nullptr || dest_rows == nullptr || dst == nullptr) {
+      return fail(SGEMM_INVALID_ARGUMENT, "src, dest_rows or dst is null");
+    }
+    auto stream = static_cast<cudaStream_t>(stream_ptr);
+    const auto blocks = static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock);
+    switch (dtype) {
+      case SGEMM_FLOAT32: scatter_rows<SGEMM_FLOAT32><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
+      case SGEMM_FLOAT16: scatter_rows<SGEMM_FLOAT16><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
+      case SGEMM_BFLOAT16: scatter_rows<SGEMM_BFLOAT16><<<blocks, kThreads, 0, stream>>>(src, dest_rows, n, d, dst); break;
+      default: return fail(SGEMM_INVALID_ARGUMENT, "dtype " + str(dtype) + " is not float32, float16 or bfloat16");
+    }
+    SGEMM_CUDA_TRY(cudaGetLastError());
+    return SGEMM_OK;
+  });
 }
 
 }  // extern "C"

@@ -8,78 +8,27 @@
 // tiles; a block scan gives each run its start; pass 2 hands every segment, with its first row,
 // length, weight and first tile, to an emitter. Errors are kept in shared memory while the block
 // runs (the lowest segment index wins), so the no-error path has no dependent global read after
-// pass 1; the block that owns the ErrorRecord writes it at the end.
+// pass 1; the block that owns the ErrorRecord writes it at the end. The rules and both passes are
+// segment_rules.hpp's (shared with the CPU fuzz test); this file is their block-level glue.
 #pragma once
 
 #include <cub/block/block_scan.cuh>
 
 #include "prepare.hpp"
+#include "segment_rules.hpp"
 #include "workspace.hpp"
 
 namespace sgemm {
 
-// One segment as the emitter sees it. After an error every segment has rows = 0 and weight = 0,
-// so whatever is built from it reads and writes nothing.
-struct SegmentOut {
-  int64_t index;
-  int64_t first_row;   // prefix sum of the lengths before it (= seg_indptr[index] when valid)
-  int64_t rows;
-  int64_t weight;      // weight_indices[index], or index without weight indices
-  int64_t first_tile;  // prefix sum of ceil(rows / tile_rows) before it
-  int64_t tiles;
-};
-
 namespace detail {
 
-__device__ __forceinline__ void report(unsigned long long* first_error, int64_t segment,
-                                       SegmentError kind) {
-  atomicMin(first_error, (static_cast<unsigned long long>(segment) << 4) | kind);
-}
-
-// Length of segment i, or -1 if it is invalid. Pass 1 reports why (kReport); pass 2 re-derives
-// the same answer from the same rules without reporting again.
-template <bool kReport>
-__device__ __forceinline__ int64_t segment_length(const SegmentArgs& a, int64_t i,
-                                                  unsigned long long* first_error) {
-  int64_t len;
-  bool ok = true;
-  if (a.seg_indptr != nullptr) {
-    len = a.seg_indptr[i + 1] - a.seg_indptr[i];
-    if (len < 0) { if (kReport) report(first_error, i, kSegIndptrDecreasing); ok = false; }
-  } else {
-    len = a.seg_lens[i];
-    if (len < 0) { if (kReport) report(first_error, i, kSegNegativeLength); ok = false; }
-    else if (len > a.x_rows) { if (kReport) report(first_error, i, kSegLengthTooLarge); ok = false; }
+// report() of the rules (segment_rules.hpp) in a block: the lowest error code wins.
+struct BlockReport {
+  unsigned long long* first_error;
+  __device__ void operator()(int64_t segment, SegmentError kind) const {
+    atomicMin(first_error, error_code(segment, kind));
   }
-  if (a.weight_indices != nullptr) {
-    const int64_t w = a.weight_indices[i];
-    if (w < 0 || w >= a.num_weights) {
-      if (kReport) report(first_error, i, kSegWeightIndexRange);
-      ok = false;
-    }
-  }
-  return ok ? len : -1;
-}
-
-// Stores this call's first error (kNoError if none) as record->current, and, if there is one and
-// no earlier unchecked call failed, keeps it for sgemm_check with the offending values. Only the
-// error path reads global memory again.
-__device__ inline void write_record(const SegmentArgs& a, unsigned long long error,
-                                    int64_t covered_rows, ErrorRecord* record) {
-  record->current = error;
-  if (error == kNoError || error >= record->sticky) return;
-  record->sticky = error;
-  const int64_t i = static_cast<int64_t>(error >> 4);
-  switch (static_cast<SegmentError>(error & 15)) {
-    case kSegNegativeLength:
-    case kSegLengthTooLarge: record->value = a.seg_lens[i]; record->other = a.x_rows; break;
-    case kSegIndptrStart: record->value = a.seg_indptr[0]; record->other = 0; break;
-    case kSegIndptrDecreasing: record->value = a.seg_indptr[i + 1]; record->other = a.seg_indptr[i]; break;
-    case kSegWeightIndexRange: record->value = a.weight_indices[i]; record->other = 0; break;
-    case kSegRowsMismatch: record->value = covered_rows; record->other = a.x_rows; break;
-    default: break;
-  }
-}
+};
 
 }  // namespace detail
 
@@ -108,36 +57,18 @@ __device__ bool check_segments(const SegmentArgs& a, int64_t tile_rows, ErrorRec
 
   // Read with pass 1's loads rather than after them.
   const int64_t indptr0 = (threadIdx.x == 0 && a.seg_indptr != nullptr) ? a.seg_indptr[0] : 0;
-  long long rows = 0, tiles = 0;
-  for (int64_t i = begin; i < end; ++i) {
-    const int64_t len = detail::segment_length<true>(a, i, &smem.first_error);
-    if (len > 0) { rows += len; tiles += (len + tile_rows - 1) / tile_rows; }
-  }
-  long long all_rows, all_tiles;
-  Scan(smem.scan).ExclusiveSum(rows, rows, all_rows);
+  const detail::BlockReport report{&smem.first_error};
+  const RunSums run = check_run(a, begin, end, tile_rows, report);
+  long long rows, tiles, all_rows, all_tiles;
+  Scan(smem.scan).ExclusiveSum(run.rows, rows, all_rows);
   __syncthreads();  // scan storage is reused
-  Scan(smem.scan).ExclusiveSum(tiles, tiles, all_tiles);
-  if (threadIdx.x == 0) {
-    if (indptr0 != 0) detail::report(&smem.first_error, 0, kSegIndptrStart);
-    // The covered rows are only meaningful once every segment is valid.
-    if (smem.first_error == kNoError && all_rows != a.x_rows) {
-      detail::report(&smem.first_error, b, kSegRowsMismatch);
-    }
-  }
+  Scan(smem.scan).ExclusiveSum(run.tiles, tiles, all_tiles);
+  if (threadIdx.x == 0) check_totals(a, indptr0, all_rows, smem.first_error, report);
   __syncthreads();
   const unsigned long long error = smem.first_error;
   const bool ok = error == kNoError;
-
-  for (int64_t i = begin; i < end; ++i) {
-    const int64_t checked = ok ? detail::segment_length<false>(a, i, nullptr) : 0;
-    const int64_t len = checked > 0 ? checked : 0;
-    const int64_t t = (len + tile_rows - 1) / tile_rows;
-    const int64_t weight = !ok ? 0 : a.weight_indices != nullptr ? a.weight_indices[i] : i;
-    emit(SegmentOut{i, ok ? rows : 0, len, weight, tiles, t});
-    rows += len;
-    tiles += t;
-  }
-  if (record != nullptr && threadIdx.x == 0) detail::write_record(a, error, all_rows, record);
+  emit_run(a, begin, end, ok, rows, tiles, tile_rows, emit);
+  if (record != nullptr && threadIdx.x == 0) write_record(a, error, all_rows, record);
   if (total_tiles != nullptr) *total_tiles = ok ? all_tiles : 0;
   return ok;
 }

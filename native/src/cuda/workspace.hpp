@@ -39,7 +39,16 @@ struct IntWorkspaceLayout {
   size_t total;
 };
 
-// Fails only for a negative batch_size. Needs no device.
-bool int_workspace_layout(int64_t batch_size, IntWorkspaceLayout* layout);
+// Fails only for a negative batch_size. Needs no device. Every batch_size the size rules accept
+// (segment_rules.hpp: at most 2^48) gives sizes far from overflowing.
+inline bool int_workspace_layout(int64_t batch_size, IntWorkspaceLayout* layout) {
+  if (batch_size < 0) return false;
+  const size_t n = static_cast<size_t>(batch_size + 1) * sizeof(int64_t);
+  layout->record = 0;
+  layout->indptr = align_up(sizeof(ErrorRecord));
+  layout->tile_offsets = layout->indptr + align_up(n);
+  layout->total = layout->tile_offsets + align_up(n);
+  return true;
+}
 
 }  // namespace sgemm

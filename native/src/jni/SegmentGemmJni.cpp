@@ -1,9 +1,17 @@
 // JNI bindings for com.sparksegmentgemm.nativelib.SegmentGemmNative: a thin layer over the C API.
-// Every function has one shape: call the C API, and on a non-OK status throw
-// SegmentGemmException(status, sgemm_last_error()). Device pointers and streams travel as longs.
+// Every function has one shape: its body runs in guarded(), calls the C API, and on a non-OK
+// status throws SegmentGemmException.fromNative(status, sgemm_last_error(), sgemm_last_cuda_error())
+// (a SegmentGemmFatalException for SGEMM_CUDA_FATAL). A C++ exception never reaches the JVM:
+// guarded() turns it into a SegmentGemmException (INTERNAL_ERROR). Device pointers and streams
+// travel as longs.
 #include <jni.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <type_traits>
+#include <utility>
 
 #include "segment_gemm.h"
 #include "segment_gemm_rows.h"
@@ -12,23 +20,45 @@ namespace {
 
 constexpr const char* kExceptionClass = "com/sparksegmentgemm/nativelib/SegmentGemmException";
 
-void throw_java(JNIEnv* env, int status, const char* message) {
+void throw_java(JNIEnv* env, int status, const char* message, int cuda_error) {
   if (env->ExceptionCheck()) return;  // keep the first exception
   jclass cls = env->FindClass(kExceptionClass);
   if (cls == nullptr) return;  // NoClassDefFoundError is pending
-  jmethodID ctor = env->GetMethodID(cls, "<init>", "(ILjava/lang/String;)V");
-  if (ctor == nullptr) return;
+  jmethodID factory = env->GetStaticMethodID(
+      cls, "fromNative", "(ILjava/lang/String;I)Lcom/sparksegmentgemm/nativelib/SegmentGemmException;");
+  if (factory == nullptr) return;
   jstring msg = env->NewStringUTF(message);
   if (msg == nullptr) return;
-  auto ex = static_cast<jthrowable>(env->NewObject(cls, ctor, static_cast<jint>(status), msg));
-  if (ex != nullptr) env->Throw(ex);
+  auto ex = static_cast<jthrowable>(env->CallStaticObjectMethod(
+      cls, factory, static_cast<jint>(status), msg, static_cast<jint>(cuda_error)));
+  if (ex != nullptr && !env->ExceptionCheck()) env->Throw(ex);
 }
 
 // True when status is OK; otherwise a Java exception is pending.
 bool ok(JNIEnv* env, sgemm_status status) {
   if (status == SGEMM_OK) return true;
-  throw_java(env, status, sgemm_last_error());
+  throw_java(env, status, sgemm_last_error(), sgemm_last_cuda_error());
   return false;
+}
+
+// Runs body() for the JNI function `function`; a C++ exception it throws (the C API throws none,
+// but the JNI glue itself may) becomes a pending SegmentGemmException with status
+// SGEMM_INTERNAL_ERROR, and the function returns a zero value the JVM ignores.
+template <class Body>
+auto guarded(JNIEnv* env, const char* function, Body&& body) noexcept -> decltype(body()) {
+  using Result = decltype(body());
+  char message[512];
+  try {
+    return std::forward<Body>(body)();
+  } catch (const std::bad_alloc& e) {
+    std::snprintf(message, sizeof(message), "%s: out of host memory: %s", function, e.what());
+  } catch (const std::exception& e) {
+    std::snprintf(message, sizeof(message), "%s: C++ exception: %s", function, e.what());
+  } catch (...) {
+    std::snprintf(message, sizeof(message), "%s: unknown C++ exception", function);
+  }
+  throw_java(env, SGEMM_INTERNAL_ERROR, message, 0);
+  if constexpr (!std::is_void_v<Result>) return Result{};
 }
 
 template <typename T>
@@ -61,66 +91,76 @@ extern "C" {
 
 JNIEXPORT jstring JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_version0(JNIEnv* env, jclass) {
-  return env->NewStringUTF(sgemm_version());
+  return guarded(env, __func__, [&]() -> jstring {
+    return env->NewStringUTF(sgemm_version());
+  });
 }
 
 JNIEXPORT jint JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceCount0(JNIEnv* env, jclass) {
-  int count = 0;
-  return ok(env, sgemm_device_count(&count)) ? count : 0;
+  return guarded(env, __func__, [&]() -> jint {
+    int count = 0;
+    return ok(env, sgemm_device_count(&count)) ? count : 0;
+  });
 }
 
 JNIEXPORT jobject JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceQuery0(JNIEnv* env, jclass, jint device) {
-  sgemm_device_info info;
-  if (!ok(env, sgemm_device_query(device, &info))) return nullptr;
-  jclass cls = env->FindClass("com/sparksegmentgemm/nativelib/DeviceInfo");
-  if (cls == nullptr) return nullptr;
-  jmethodID ctor = env->GetMethodID(cls, "<init>", "(ILjava/lang/String;IIIJII)V");
-  if (ctor == nullptr) return nullptr;
-  jstring name = env->NewStringUTF(info.name);
-  if (name == nullptr) return nullptr;
-  return env->NewObject(cls, ctor, device, name, info.major, info.minor,
-                        info.multiprocessor_count, static_cast<jlong>(info.total_memory_bytes),
-                        info.driver_version, info.runtime_version);
+  return guarded(env, __func__, [&]() -> jobject {
+    sgemm_device_info info;
+    if (!ok(env, sgemm_device_query(device, &info))) return nullptr;
+    jclass cls = env->FindClass("com/sparksegmentgemm/nativelib/DeviceInfo");
+    if (cls == nullptr) return nullptr;
+    jmethodID ctor = env->GetMethodID(cls, "<init>", "(ILjava/lang/String;IIIJII)V");
+    if (ctor == nullptr) return nullptr;
+    jstring name = env->NewStringUTF(info.name);
+    if (name == nullptr) return nullptr;
+    return env->NewObject(cls, ctor, device, name, info.major, info.minor,
+                          info.multiprocessor_count, static_cast<jlong>(info.total_memory_bytes),
+                          info.driver_version, info.runtime_version);
+  });
 }
 
 JNIEXPORT jlongArray JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize0(
     JNIEnv* env, jclass, jint dtype, jlong x_rows, jlong d_in, jlong d_out, jlong num_weights,
     jlong batch_size, jboolean has_weight_indices) {
-  sgemm_run_args args{};
-  args.dtype = static_cast<sgemm_dtype>(dtype);
-  args.x_rows = x_rows;
-  args.d_in = d_in;
-  args.d_out = d_out;
-  args.num_weights = num_weights;
-  args.batch_size = batch_size;
-  // Only null-ness is read: any non-null address says "weight indices are given".
-  static const int64_t kPresent = 0;
-  args.weight_indices = has_weight_indices ? &kPresent : nullptr;
-  sgemm_workspace_sizes sizes{};
-  if (!ok(env, sgemm_workspace_size(&args, &sizes))) return nullptr;
-  jlongArray result = env->NewLongArray(3);
-  if (result == nullptr) return nullptr;
-  const jlong values[3] = {static_cast<jlong>(sizes.float_bytes),
-                           static_cast<jlong>(sizes.float_bytes_coalesced),
-                           static_cast<jlong>(sizes.int_bytes)};
-  env->SetLongArrayRegion(result, 0, 3, values);
-  return result;
+  return guarded(env, __func__, [&]() -> jlongArray {
+    sgemm_run_args args{};
+    args.dtype = static_cast<sgemm_dtype>(dtype);
+    args.x_rows = x_rows;
+    args.d_in = d_in;
+    args.d_out = d_out;
+    args.num_weights = num_weights;
+    args.batch_size = batch_size;
+    // Only null-ness is read: any non-null address says "weight indices are given".
+    static const int64_t kPresent = 0;
+    args.weight_indices = has_weight_indices ? &kPresent : nullptr;
+    sgemm_workspace_sizes sizes{};
+    if (!ok(env, sgemm_workspace_size(&args, &sizes))) return nullptr;
+    jlongArray result = env->NewLongArray(3);
+    if (result == nullptr) return nullptr;
+    const jlong values[3] = {static_cast<jlong>(sizes.float_bytes),
+                             static_cast<jlong>(sizes.float_bytes_coalesced),
+                             static_cast<jlong>(sizes.int_bytes)};
+    env->SetLongArrayRegion(result, 0, 3, values);
+    return result;
+  });
 }
 
 JNIEXPORT jlong JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_create0(JNIEnv* env, jclass, jint backend,
                                                             jlong float_ws, jlong float_bytes,
                                                             jlong int_ws, jlong int_bytes) {
-  sgemm_handle* handle = nullptr;
-  if (!ok(env, sgemm_create(&handle, static_cast<sgemm_backend>(backend), ptr<void>(float_ws),
-                            static_cast<size_t>(float_bytes), ptr<void>(int_ws),
-                            static_cast<size_t>(int_bytes)))) {
-    return 0;
-  }
-  return static_cast<jlong>(reinterpret_cast<uintptr_t>(handle));
+  return guarded(env, __func__, [&]() -> jlong {
+    sgemm_handle* handle = nullptr;
+    if (!ok(env, sgemm_create(&handle, static_cast<sgemm_backend>(backend), ptr<void>(float_ws),
+                              static_cast<size_t>(float_bytes), ptr<void>(int_ws),
+                              static_cast<size_t>(int_bytes)))) {
+      return 0;
+    }
+    return static_cast<jlong>(reinterpret_cast<uintptr_t>(handle));
+  });
 }
 
 JNIEXPORT void JNICALL
@@ -128,14 +168,18 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_resetWorkspace0(JNIEnv* en
                                                                     jlong handle, jlong float_ws,
                                                                     jlong float_bytes,
                                                                     jlong int_ws, jlong int_bytes) {
-  ok(env, sgemm_reset_workspace(ptr<sgemm_handle>(handle), ptr<void>(float_ws),
-                                static_cast<size_t>(float_bytes), ptr<void>(int_ws),
-                                static_cast<size_t>(int_bytes)));
+  return guarded(env, __func__, [&]() -> void {
+    ok(env, sgemm_reset_workspace(ptr<sgemm_handle>(handle), ptr<void>(float_ws),
+                                  static_cast<size_t>(float_bytes), ptr<void>(int_ws),
+                                  static_cast<size_t>(int_bytes)));
+  });
 }
 
 JNIEXPORT void JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_destroy0(JNIEnv* env, jclass, jlong handle) {
-  ok(env, sgemm_destroy(ptr<sgemm_handle>(handle)));
+  return guarded(env, __func__, [&]() -> void {
+    ok(env, sgemm_destroy(ptr<sgemm_handle>(handle)));
+  });
 }
 
 JNIEXPORT void JNICALL
@@ -143,10 +187,12 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_run0(
     JNIEnv* env, jclass, jlong handle, jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
     jlong weights, jlong num_weights, jboolean weight_column_major, jlong y, jlong batch_size,
     jlong seg_lens, jlong seg_indptr, jlong weight_indices, jlong stream) {
-  const sgemm_run_args args = run_args(dtype, x, x_rows, d_in, d_out, weights, num_weights,
-                                       weight_column_major, y, batch_size, seg_lens, seg_indptr,
-                                       weight_indices);
-  ok(env, sgemm_run(ptr<sgemm_handle>(handle), &args, ptr<void>(stream)));
+  return guarded(env, __func__, [&]() -> void {
+    const sgemm_run_args args = run_args(dtype, x, x_rows, d_in, d_out, weights, num_weights,
+                                         weight_column_major, y, batch_size, seg_lens, seg_indptr,
+                                         weight_indices);
+    ok(env, sgemm_run(ptr<sgemm_handle>(handle), &args, ptr<void>(stream)));
+  });
 }
 
 JNIEXPORT jstring JNICALL
@@ -154,38 +200,46 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_describePlan0(
     JNIEnv* env, jclass, jlong handle, jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
     jlong weights, jlong num_weights, jboolean weight_column_major, jlong y, jlong batch_size,
     jlong seg_lens, jlong seg_indptr, jlong weight_indices) {
-  const sgemm_run_args args = run_args(dtype, x, x_rows, d_in, d_out, weights, num_weights,
-                                       weight_column_major, y, batch_size, seg_lens, seg_indptr,
-                                       weight_indices);
-  char buf[256];
-  if (!ok(env, sgemm_describe_plan(ptr<sgemm_handle>(handle), &args, buf, sizeof(buf)))) {
-    return nullptr;
-  }
-  return env->NewStringUTF(buf);
+  return guarded(env, __func__, [&]() -> jstring {
+    const sgemm_run_args args = run_args(dtype, x, x_rows, d_in, d_out, weights, num_weights,
+                                         weight_column_major, y, batch_size, seg_lens, seg_indptr,
+                                         weight_indices);
+    char buf[256];
+    if (!ok(env, sgemm_describe_plan(ptr<sgemm_handle>(handle), &args, buf, sizeof(buf)))) {
+      return nullptr;
+    }
+    return env->NewStringUTF(buf);
+  });
 }
 
 JNIEXPORT void JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_check0(JNIEnv* env, jclass, jlong handle,
                                                            jlong stream) {
-  ok(env, sgemm_check(ptr<sgemm_handle>(handle), ptr<void>(stream)));
+  return guarded(env, __func__, [&]() -> void {
+    ok(env, sgemm_check(ptr<sgemm_handle>(handle), ptr<void>(stream)));
+  });
 }
 
 JNIEXPORT void JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_gatherFloatRows0(
     JNIEnv* env, jclass, jlong values, jlong offsets, jlong rows, jlong n, jlong d, jint dtype,
     jlong dst, jlong stream) {
-  ok(env, sgemm_gather_float_rows(ptr<const float>(values), ptr<const int32_t>(offsets),
-                                  ptr<const int32_t>(rows), n, d, static_cast<sgemm_dtype>(dtype),
-                                  ptr<void>(dst), ptr<void>(stream)));
+  return guarded(env, __func__, [&]() -> void {
+    ok(env, sgemm_gather_float_rows(ptr<const float>(values), ptr<const int32_t>(offsets),
+                                    ptr<const int32_t>(rows), n, d, static_cast<sgemm_dtype>(dtype),
+                                    ptr<void>(dst), ptr<void>(stream)));
+  });
 }
 
 JNIEXPORT void JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_scatterRowsToFloat0(
     JNIEnv* env, jclass, jlong src, jint dtype, jlong dest_rows, jlong n, jlong d, jlong dst,
     jlong stream) {
-  ok(env, sgemm_scatter_rows_to_float(ptr<const void>(src), static_cast<sgemm_dtype>(dtype),
-                                      ptr<const int32_t>(dest_rows), n, d, ptr<float>(dst),
-                                      ptr<void>(stream)));
+  return guarded(env, __func__, [&]() -> void {
+    ok(env, sgemm_scatter_rows_to_float(ptr<const void>(src), static_cast<sgemm_dtype>(dtype),
+                                        ptr<const int32_t>(dest_rows), n, d, ptr<float>(dst),
+                                        ptr<void>(stream)));
+  });
 }
 
 }  // extern "C"

@@ -38,6 +38,7 @@ class Status(enum.IntEnum):
     NO_DEVICE = 4
     CUDA_ERROR = 5
     INTERNAL_ERROR = 6
+    CUDA_FATAL = 7
 
 
 class DType(enum.IntEnum):
@@ -138,6 +139,7 @@ def lib() -> ctypes.CDLL:
     st, P, c_int, c_size = ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t
     sig = {
         "sgemm_last_error": (ctypes.c_char_p, []),
+        "sgemm_last_cuda_error": (ctypes.c_int, []),
         "sgemm_version": (ctypes.c_char_p, []),
         "sgemm_device_count": (st, [ctypes.POINTER(c_int)]),
         "sgemm_device_query": (st, [c_int, ctypes.POINTER(DeviceInfo)]),

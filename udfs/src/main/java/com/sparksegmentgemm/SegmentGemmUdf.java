@@ -47,8 +47,12 @@ public final class SegmentGemmUdf extends SegmentGemmRowUdf implements RapidsUDF
           + "features), not " + args.length);
     }
     if (settings().backend() == SegmentGemm.Backend.CPU) return evaluateOnHost(args[0], args[1]);
-    return new ColumnarSegmentGemm(settings(), sqlFunction(), null, idColumn(), featuresColumn())
-        .evaluate(args[0], args[1]);
+    try {
+      return new ColumnarSegmentGemm(settings(), sqlFunction(), null, idColumn(), featuresColumn())
+          .evaluate(args[0], args[1]);
+    } catch (RuntimeException e) {
+      throw NativeErrors.forRapids(e);  // a dead CUDA context must end the executor, not the task
+    }
   }
 
   /**

@@ -5,7 +5,8 @@ package com.sparksegmentgemm.nativelib;
  * library on first use ({@link NativeLib#ensureLoaded()}, which throws the load error if it
  * cannot). Device pointers and CUDA streams travel as {@code long}s (stream 0 is the calling
  * thread's default stream). Every method throws {@link SegmentGemmException} with the native
- * message on failure.
+ * message on failure ({@link SegmentGemmFatalException} for a sticky CUDA error: the context
+ * is unusable).
  *
  * <p>This is the low-level layer; applications use {@code com.sparksegmentgemm.SegmentGemm}.
  */

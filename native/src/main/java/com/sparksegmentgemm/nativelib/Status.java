@@ -8,7 +8,9 @@ public enum Status {
   UNSUPPORTED,
   NO_DEVICE,
   CUDA_ERROR,
-  INTERNAL_ERROR;
+  INTERNAL_ERROR,
+  /** A sticky CUDA error: the CUDA context is unusable ({@link SegmentGemmFatalException}). */
+  CUDA_FATAL;
 
   static Status fromCode(int code) {
     Status[] all = values();
