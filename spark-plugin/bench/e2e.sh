@@ -149,15 +149,16 @@ if [[ " $steps " == *" badinput "* ]]; then
   # JUnit's console launcher is the application, so the tests load through spark-submit's class
   # loader, which RAPIDS' shim loader needs; without --class-path JUnit uses that loader. The
   # test classes travel as jars (--jars takes jars only).
-  console=$(ls "$libs"/jars/junit-platform-console-standalone-*.jar)
+  console=$(ls "$libs"/jars/junit-platform-console-standalone-*.jar | head -1)
   for m in native udfs; do
     python3 -c "import shutil, sys; shutil.make_archive(sys.argv[1], 'zip', sys.argv[2])" \
-      "$work/$m-tests" "$libs/$m-test-classes" && mv "$work/$m-tests.zip" "$work/$m-tests.jar"
+      "$work/$m-tests" "$libs/$m-test-classes" && mv "$work/$m-tests.zip" "$work/$m-tests.jar" \
+      || { echo "check badinput: FAIL could not jar $m's test classes" | tee -a "$out/checks.log"; failed=1; }
   done
   testjars=$tests,$work/native-tests.jar,$work/udfs-tests.jar
   [ "$gpu" = on ] && testjars=$rapids,$ours,$testjars || testjars=$ours,$testjars
   start=$(date +%s%N)
-  "$java" -Xmx16g -Dai.rapids.refcount.debug=$refcount -Dsegmentgemm.test.rapids=$([ "$gpu" = on ] && echo true || echo false) \
+  "$java" -Xmx${E2E_HEAP:-16g} -Dai.rapids.refcount.debug=$refcount -Dsegmentgemm.test.rapids=$([ "$gpu" = on ] && echo true || echo false) \
     "${vector[@]}" @"$opens" -cp "$libs/spark-jars/*" org.apache.spark.deploy.SparkSubmit \
     --master "local[2]" --conf spark.ui.enabled=false --conf spark.local.dir="$work/spark-local" \
     $([ "$gpu" = on ] && echo "--conf spark.plugins=com.sparksegmentgemm.spark.SegmentGemmPlugin,com.nvidia.spark.SQLPlugin --conf spark.rapids.sql.enabled=true") \

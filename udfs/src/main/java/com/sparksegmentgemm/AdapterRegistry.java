@@ -62,7 +62,9 @@ public final class AdapterRegistry {
    * RAPIDS Accelerator may take, so that the adapters (allocated through RMM, but not spillable)
    * leave the pool's other users room on small GPUs and capped pools. The pool is the device's
    * memory times spark.rapids.memory.gpu.maxAllocFraction less spark.rapids.memory.gpu.reserve,
-   * as the RAPIDS Accelerator sizes it (defaults 1.0 and 640m).
+   * as the RAPIDS Accelerator sizes it (defaults 1.0 and 640m), or spark.rapids.memory.gpu.allocSize
+   * when that is set and smaller. A budget that cannot hold one adapter fails the first batch,
+   * naming the key (DeviceAdapterCache).
    */
   static long cacheBudget(long deviceCacheBytes) {
     long total = ai.rapids.cudf.Cuda.memGetInfo().total;
@@ -74,6 +76,10 @@ public final class AdapterRegistry {
       reserve = env.conf().getSizeAsBytes("spark.rapids.memory.gpu.reserve", "640m");
     }
     long pool = Math.max(0, (long) (total * fraction) - reserve);
+    if (env != null && env.conf().contains("spark.rapids.memory.gpu.allocSize")) {
+      // A pool of a fixed size (the DEFAULT/ARENA pools take exactly this much).
+      pool = Math.min(pool, env.conf().getSizeAsBytes("spark.rapids.memory.gpu.allocSize"));
+    }
     long budget = Math.min(deviceCacheBytes, pool / 4);
     if (budget < deviceCacheBytes) {
       LOG.info("segment_gemm: adapter cache limited to {} bytes (a quarter of the {}-byte GPU "

@@ -61,11 +61,14 @@ public final class ColumnarSegmentGemm {
   private final int dIn;
   private final int dOut;
   private final String idColumn;
+  /** Whether the caller gave a PhaseTimes (tests, benchmarks), which then gets the plans. */
+  private final boolean recordPlans;
   private final String featuresColumn;
 
   /**
-   * @param times where to add phase times, or null; the phases are timed either way for
-   *     {@link SegmentGemmMetrics} (the stream is synchronised at each phase boundary)
+   * @param times where to add phase times and the kernel plans, or null; the phases are timed
+   *     either way for {@link SegmentGemmMetrics} (the stream is synchronised at each phase
+   *     boundary), the plans only asked for when times is given
    */
   public ColumnarSegmentGemm(SegmentGemmSettings settings, AdapterWeights.Function function,
       PhaseTimes times) {
@@ -85,6 +88,7 @@ public final class ColumnarSegmentGemm {
     this.weights = cache.adapters();
     this.name = function.sqlName();
     this.times = times == null ? new PhaseTimes() : times;
+    this.recordPlans = times != null;
     this.dtype = settings.computeDtype();
     this.dIn = weights.dIn();
     this.dOut = weights.dOut();
@@ -101,7 +105,13 @@ public final class ColumnarSegmentGemm {
     SegmentGemmMetrics.gpuBatchStarted();
     try {
       result = evaluateTimed(ids, features);
-    } catch (OutOfMemoryError | RmmException e) {
+    } catch (RmmException e) {
+      throw splitAndRetry(e);
+    } catch (OutOfMemoryError e) {
+      // cuDF reports a failed device allocation as an OutOfMemoryError thrown from its native
+      // code; a Java heap exhaustion stays what it is.
+      StackTraceElement[] at = e.getStackTrace();
+      if (at.length == 0 || !at[0].getClassName().startsWith("ai.rapids.cudf.")) throw e;
       throw splitAndRetry(e);
     } finally {
       SegmentGemmMetrics.gpuBatchEnded();
@@ -373,9 +383,11 @@ public final class ColumnarSegmentGemm {
             gemm.run(dtype, in, rows, st.dIn(), st.dOut(), cache.weights(stage), cache.slots(),
                 st.columnMajor(), y, batch, null, segIndptr.buffer(), weightIndices.buffer(),
                 stream);
-            times.plan(gemm.describePlan(dtype, in, rows, st.dIn(), st.dOut(),
-                cache.weights(stage), cache.slots(), st.columnMajor(), y, batch, null,
-                segIndptr.buffer(), weightIndices.buffer()));
+            if (recordPlans) {
+              times.plan(gemm.describePlan(dtype, in, rows, st.dIn(), st.dOut(),
+                  cache.weights(stage), cache.slots(), st.columnMajor(), y, batch, null,
+                  segIndptr.buffer(), weightIndices.buffer()));
+            }
           }
           times.nativeCalls++;
         }
@@ -449,9 +461,11 @@ public final class ColumnarSegmentGemm {
    * halves the batch by rows and calls this UDF on each half (spark-rapids
    * basicPhysicalOperators.scala, GpuProjectExec.runWithSplitRetry; it walks the cause chain,
    * so the SparkException GpuUserDefinedFunction wraps this in is recognised). Nothing here
-   * retries on its own: everything this batch allocated is closed on the way out.
+   * retries on its own: everything this batch allocated is closed on the way out, and the task's
+   * native handle (its workspaces) is released too.
    */
   private RuntimeException splitAndRetry(Throwable e) {
+    TaskGemms.releaseCurrentTask();
     GpuSplitAndRetryOOM oom = new GpuSplitAndRetryOOM(name + ": GPU out of memory: "
         + e.getMessage());
     oom.initCause(e);

@@ -28,12 +28,24 @@ final class TaskGemms {
     TaskContext task = TaskContext.get();
     if (task == null) return null;
     Key key = new Key(task.taskAttemptId(), backend);
-    SegmentGemm open = OPEN.get(key);
-    if (open != null) return open;
-    SegmentGemm gemm = new SegmentGemm(backend);
-    OPEN.put(key, gemm);
-    task.addTaskCompletionListener((TaskCompletionListener) ctx -> close(key));
-    return gemm;
+    return OPEN.computeIfAbsent(key, k -> {
+      SegmentGemm gemm = new SegmentGemm(backend);
+      task.addTaskCompletionListener((TaskCompletionListener) ctx -> close(k));
+      return gemm;
+    });
+  }
+
+  /**
+   * Closes the current task's handles now (their workspaces go back to the pool): after a GPU
+   * out-of-memory, so that the RAPIDS Accelerator's retry of the batch has that memory too. The
+   * next batch of the task makes a new handle.
+   */
+  static void releaseCurrentTask() {
+    TaskContext task = TaskContext.get();
+    if (task == null) return;
+    for (SegmentGemm.Backend b : SegmentGemm.Backend.values()) {
+      close(new Key(task.taskAttemptId(), b));
+    }
   }
 
   private static void close(Key key) {

@@ -115,8 +115,8 @@ public final class SegmentGemmPlugin implements SparkPlugin {
       // Executors read spark.plugins after this (local mode: the executor is made after the
       // driver's plugins; on a cluster: executors fetch the driver's conf when they register).
       String plugins = conf.get(PLUGINS_KEY, "");
-      String ordered = withPluginOrder(plugins);
-      if (!ordered.equals(plugins)) {
+      if (rapidsFirst(plugins)) {
+        String ordered = withPluginOrder(plugins);
         LOG.info("segment_gemm: {} = {} (our executor plugin must stop before the RAPIDS "
             + "Accelerator's, which shuts down the GPU memory pool)", PLUGINS_KEY, ordered);
         conf.set(PLUGINS_KEY, ordered);
@@ -156,6 +156,14 @@ public final class SegmentGemmPlugin implements SparkPlugin {
     return String.join(",", names);
   }
 
+  /** Whether spark.plugins lists the RAPIDS Accelerator before ours. */
+  static boolean rapidsFirst(String plugins) {
+    List<String> names = Arrays.stream(plugins.split(",")).map(String::trim).toList();
+    int ours = names.indexOf(SegmentGemmPlugin.class.getName());
+    int rapids = names.indexOf(RAPIDS_PLUGIN);
+    return rapids >= 0 && ours > rapids;
+  }
+
   /** The extensions list with ours appended once. */
   static String withExtension(String current) {
     Set<String> names = new LinkedHashSet<>();
@@ -192,7 +200,7 @@ public final class SegmentGemmPlugin implements SparkPlugin {
             + "run on the CPU", ctx.executorID(), Gpu.unavailableReason().orElse("unknown"));
       }
       String plugins = ctx.conf().get(PLUGINS_KEY, "");
-      if (!withPluginOrder(plugins).equals(plugins) && rapidsEnabled(ctx.conf())) {
+      if (rapidsFirst(plugins) && rapidsEnabled(ctx.conf())) {
         LOG.warn("segment_gemm: {} lists {} before {}: the RAPIDS Accelerator will stop first, "
             + "and the adapter caches' GPU buffers will be reported as leaked when the executor "
             + "stops. List {} first.", PLUGINS_KEY, RAPIDS_PLUGIN,
