@@ -15,8 +15,8 @@
 #                same input splits: outputs bit-identical.
 #   sharedgpu    two executors of a standalone cluster sharing one GPU (both workers own GPU 0;
 #                spark.task.resource.gpu.amount=0.25): output bit-identical to local[1]'s.
-#   oom          the job with the RAPIDS pool capped (E2E_OOM_POOL, default 96m) below one batch's
-#                needs: it completes, a retry or split is seen, output equal to the uncapped run.
+#   oom          the job with RAPIDS' GPU out-of-memory injection (a retry in every retry block,
+#                the UDF's included): it completes, RAPIDS counts the retries, output as before.
 # Every step fails if any log holds cuDF's "LEAKED" (E2E_REFCOUNT=true turns the tracking on).
 # Sizes: E2E_ROWS (2000000), E2E_DIM (1024), E2E_ADAPTERS (100),
 # E2E_SLICE (100000 rows for the CPU fallback), E2E_TINY (200 rows for the SQL baseline),
@@ -61,7 +61,12 @@ submit() {
   local gpuconf=()
   [ "$gpu" = on ] && gpuconf=(--conf spark.plugins=com.nvidia.spark.SQLPlugin,com.sparksegmentgemm.spark.SegmentGemmPlugin
     --conf spark.rapids.sql.enabled=true --conf spark.rapids.sql.explain=NOT_ON_GPU
-    --conf spark.rapids.sql.concurrentGpuTasks=2 --conf spark.rapids.memory.pinnedPool.size=8g)
+    --conf spark.rapids.sql.concurrentGpuTasks=2 --conf spark.rapids.memory.pinnedPool.size=8g
+    # Some steps run two GPU JVMs at once: each may take 40-45% of the GPU (RAPIDS' default
+    # takes it all and the second JVM's pool fails to start).
+    --conf spark.rapids.memory.gpu.allocFraction=0.4
+    --conf spark.rapids.memory.gpu.maxAllocFraction=0.45
+    --conf spark.rapids.memory.gpu.minAllocFraction=0)
   local start=$(date +%s%N)
   "$java" -Xmx${E2E_HEAP:-64g} -Dai.rapids.refcount.debug=$refcount "${vector[@]}" \
     @"$opens" \
@@ -256,49 +261,28 @@ if [[ " $steps " == *" sharedgpu "* ]]; then
 fi
 
 if [[ " $steps " == *" oom "* ]]; then
-  echo "== out of memory: the RAPIDS pool capped below one batch's needs"
+  echo "== out of memory: a GPU out-of-memory in every retry block, the batch retried"
   proof_data || failed=1
   [ -d "$work/proof/out-gpu" ] || job "$out/proof-gpu.log" --input "$work/proof/input" \
     --adapters "$work/proof/adapters" --output "$work/proof/out-gpu" --mode overwrite
-  # A batch of 32768 rows x 256 floats is ~34 MB in; the UDF holds it, its float output, x and y
-  # in bf16 and the result's copies: ~3-4x that. The pool (RMM's pool allocator: a hard cap of
-  # exactly allocSize) fits the scan but not the UDF's peak. A run that completes without a
-  # retry gets a smaller cap, one that fails a larger one, up to 3 runs.
-  cap=$(python3 -c "import sys; s=sys.argv[1].lower(); print(int(float(s[:-1]) * 2**20) if s.endswith('m') else int(s))" "${E2E_OOM_POOL:-96m}")
-  oom_ok=0; failed_at_start=$failed
-  for attempt in 1 2 3; do
-    log=$out/oom-$attempt.log
-    rm -rf "$work/oom-events" && mkdir -p "$work/oom-events"
-    sparkopts=(--conf spark.rapids.sql.concurrentGpuTasks=1
-      --conf spark.rapids.memory.gpu.pool=DEFAULT --conf spark.rapids.memory.gpu.allocSize=$cap
-      --conf spark.rapids.memory.gpu.minAllocFraction=0
-      --conf spark.eventLog.enabled=true --conf spark.eventLog.dir="file://$work/oom-events"
-      --conf spark.eventLog.compress=false --conf spark.eventLog.rolling.enabled=false)
-    echo "oom run $attempt: pool $((cap >> 20)) MiB" | tee -a "$out/checks.log"
-    job "$log" --input "$work/proof/input" --adapters "$work/proof/adapters" \
-      --output "$work/proof/out-oom" --mode overwrite
-    rc=$?
-    sparkopts=()
-    if [ $rc != 0 ]; then
-      cap=$((cap * 5 / 4)); continue
-    fi
-    if python3 "$here/check_run.py" retries "$log" "$work/oom-events" | tee -a "$out/checks.log" \
-        | grep -q ': PASS'; then
-      oom_ok=1
-      break
-    fi
-    cap=$((cap * 7 / 10))
-  done
-  if [ $oom_ok = 1 ]; then
-    failed=$failed_at_start  # runs that failed on the way to a working cap are not the step's failure
-    check job "$log" --rows "$prows" --where "$(where)"
-    python3 "$here/compare_outputs.py" "$work/proof/out-oom" "$work/proof/out-gpu" --tol 1e-2 \
-      | tee "$out/oom-compare.log"
-    [ "${PIPESTATUS[0]}" = 0 ] || failed=1
-  else
-    echo "check oom: FAIL no run completed with a retry or split (see oom-*.log)" | tee -a "$out/checks.log"
-    failed=1
-  fi
+  # The RAPIDS Accelerator's own fault injection (spark.rapids.sql.test.injectRetryOOM: a
+  # GpuRetryOOM at the first GPU allocation of every retry block, GpuProjectExec's included,
+  # whose first allocation is our UDF's): the UDF must free what it holds, be retried on the
+  # same batch, and give the same output, with no leak. A pool capped by size (allocSize) was
+  # tried on 2026-12-03 and failed in RAPIDS' Parquet scan before the UDF ran (docs/reliability.md).
+  rm -rf "$work/oom-events" && mkdir -p "$work/oom-events"
+  sparkopts=(--conf spark.rapids.sql.concurrentGpuTasks=1
+    --conf spark.rapids.sql.test.injectRetryOOM=true
+    --conf spark.eventLog.enabled=true --conf spark.eventLog.dir="file://$work/oom-events"
+    --conf spark.eventLog.compress=false --conf spark.eventLog.rolling.enabled=false)
+  job "$out/oom.log" --input "$work/proof/input" --adapters "$work/proof/adapters" \
+    --output "$work/proof/out-oom" --mode overwrite
+  sparkopts=()
+  check retries "$out/oom.log" "$work/oom-events"
+  check job "$out/oom.log" --rows "$prows" --where "$(where)"
+  python3 "$here/compare_outputs.py" "$work/proof/out-oom" "$work/proof/out-gpu" --tol 1e-2 \
+    | tee "$out/oom-compare.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || failed=1
 fi
 
 if [[ " $steps " == *" bench "* ]]; then
