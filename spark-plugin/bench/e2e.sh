@@ -230,7 +230,10 @@ if [[ " $steps " == *" sharedgpu "* ]]; then
       conf=(--conf spark.plugins=com.nvidia.spark.SQLPlugin,com.sparksegmentgemm.spark.SegmentGemmPlugin
         --conf spark.rapids.sql.enabled=true --conf spark.rapids.sql.explain=NOT_ON_GPU
         --conf spark.rapids.sql.concurrentGpuTasks=2 --conf spark.rapids.memory.pinnedPool.size=2g
-        --conf spark.rapids.memory.gpu.allocFraction=0.4 --conf spark.rapids.memory.gpu.maxAllocFraction=0.4)
+        --conf spark.rapids.memory.gpu.allocFraction=0.4 --conf spark.rapids.memory.gpu.maxAllocFraction=0.4
+        # The second executor sees only the first's leftover: 0.4 of it is below RAPIDS' default
+        # minimum pool (25% of the GPU), which failed its start on the H200 (2026-12-03).
+        --conf spark.rapids.memory.gpu.minAllocFraction=0)
     fi
     start=$(date +%s)
     JAVA_HOME=$(dirname "$(dirname "$java")") SPARK_HOME=$spark_home SPARK_LOCAL_IP=127.0.0.1 \
