@@ -61,9 +61,9 @@ public final class ColumnarSegmentGemm {
   private final int dIn;
   private final int dOut;
   private final String idColumn;
+  private final String featuresColumn;
   /** Whether the caller gave a PhaseTimes (tests, benchmarks), which then gets the plans. */
   private final boolean recordPlans;
-  private final String featuresColumn;
 
   /**
    * @param times where to add phase times and the kernel plans, or null; the phases are timed

@@ -50,7 +50,7 @@ public final class CpuBatchSegmentGemm {
       if (features[r] != null) featureBytes += 4L * features[r].length();
       try {
         adapter[r] = SegmentGemmRowUdf.readRow(w, dtype, "adapter_id", "features", adapterIds[r],
-            features[r], x, r * dIn);
+            features[r], x, r * dIn, "");
       } catch (BadRowException e) {
         if (settings.onBadRow() == SegmentGemmConf.OnBadRow.ERROR) throw e;
         adapter[r] = -1;

@@ -112,14 +112,6 @@ public final class SegmentGemmMetrics {
     GPU_DEVICE.set(Cuda.getDevice());
   }
 
-  /** One row of the CPU path. */
-  static void recordCpuRow(long featureBytes, long nanos) {
-    ROWS.increment();
-    CPU_ROWS.increment();
-    FEATURE_BYTES.add(featureBytes);
-    CPU_UDF_NANOS.add(nanos);
-  }
-
   public static Snapshot snapshot() {
     return new Snapshot(ROWS.sum(), GPU_ROWS.sum(), CPU_ROWS.sum(), BATCHES.sum(),
         SEGMENTS.sum(), NATIVE_CALLS.sum(), FEATURE_BYTES.sum(), GPU_FEATURE_BYTES.sum(),
@@ -128,7 +120,7 @@ public final class SegmentGemmMetrics {
         CPU_UDF_NANOS.sum(), GPU_UDF_BUSY_NANOS.sum(), GPU_DEVICE.get());
   }
 
-  /** Rows of the CPU path computed together (CpuBatchSegmentGemm): the same counters as per row. */
+  /** Rows of the CPU path: one (the row UDF) or a batch (CpuBatchSegmentGemm). */
   static void recordCpuRows(long rows, long featureBytes, long nanos) {
     ROWS.add(rows);
     CPU_ROWS.add(rows);

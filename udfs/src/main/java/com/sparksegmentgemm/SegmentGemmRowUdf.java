@@ -90,7 +90,7 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
   public float[] call(Object adapterId, Seq<Float> features) {
     long start = System.nanoTime();
     float[] y = compute(adapterId, features);
-    SegmentGemmMetrics.recordCpuRow(features == null ? 0 : 4L * features.length(),
+    SegmentGemmMetrics.recordCpuRows(1, features == null ? 0 : 4L * features.length(),
         System.nanoTime() - start);
     return y;
   }
@@ -102,7 +102,7 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
     float[] x = new float[w.dIn()];
     int a;
     try {
-      a = readRow(w, dtype, idColumn, featuresColumn, adapterId, features, x, 0);
+      a = readRow(w, dtype, idColumn, featuresColumn, adapterId, features, x, 0, "");
     } catch (BadRowException e) {
       return badRow(e);
     }
@@ -134,26 +134,29 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
   }
 
   /**
-   * The one check of an input row, shared by this row path and {@link CpuBatchSegmentGemm}:
-   * returns the index of the row's adapter, having written its features rounded to dtype to
-   * {@code x[off .. off + d_in)}, or -1 for a null id or null features (a null row).
+   * The one check of an input row, shared by this row path, {@link CpuBatchSegmentGemm} and the
+   * job's search for a bad row: returns the index of the row's adapter, having written its
+   * features rounded to dtype to {@code x[off .. off + d_in)}, or -1 for a null id or null
+   * features (a null row).
    *
+   * @param where where the row is, for the message (see {@link BadRowException}), or empty
    * @throws BadRowException for an unknown adapter, features of the wrong length or a null
    *     value (the caller applies onBadRow)
    */
-  static int readRow(AdapterWeights w, DType dtype, String idColumn, String featuresColumn,
-      Object adapterId, Seq<Float> features, float[] x, int off) {
+  public static int readRow(AdapterWeights w, DType dtype, String idColumn,
+      String featuresColumn, Object adapterId, Seq<Float> features, float[] x, int off,
+      String where) {
     if (adapterId == null || features == null) return -1;
     String id = adapterId.toString();
     int a = w.indexOf(id);
-    if (a < 0) throw BadRowException.unknownAdapter(w, idColumn, id, "");
+    if (a < 0) throw BadRowException.unknownAdapter(w, idColumn, id, where);
     int dIn = w.dIn();
     if (features.length() != dIn) {
-      throw BadRowException.wrongLength(w, featuresColumn, id, features.length(), "");
+      throw BadRowException.wrongLength(w, featuresColumn, id, features.length(), where);
     }
     for (int i = 0; i < dIn; i++) {
       Float v = features.apply(i);
-      if (v == null) throw BadRowException.nullValue(w, featuresColumn, id, i, "");
+      if (v == null) throw BadRowException.nullValue(w, featuresColumn, id, i, where);
       x[off + i] = dtype.round(v);
     }
     return a;

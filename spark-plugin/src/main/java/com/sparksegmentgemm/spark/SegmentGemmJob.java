@@ -519,16 +519,14 @@ public final class SegmentGemmJob {
               + abbreviate(token) + "', which is not a number";
         }
       }
-      List<Object> x = r.getList(shown.size() + 1);
-      if (w.indexOf(adapter) < 0) {
-        return BadRowException.unknownAdapter(w, idName, adapter, where.toString()).getMessage();
+      // The row's fault, named as the UDFs' one row check names it, with where it is.
+      try {
+        SegmentGemmRowUdf.readRow(w, settings.computeDtype(), idName, featuresName, adapter,
+            r.getSeq(shown.size() + 1), new float[w.dIn()], 0, where.toString());
+      } catch (BadRowException e) {
+        return e.getMessage();
       }
-      if (x.size() != w.dIn()) {
-        return BadRowException.wrongLength(w, featuresName, adapter, x.size(), where.toString())
-            .getMessage();
-      }
-      return BadRowException.nullValue(w, featuresName, adapter, x.indexOf(null),
-          where.toString()).getMessage();
+      return failure.getMessage();
     } catch (RuntimeException e) {
       LOG.warn("could not find the bad row: {}", e.toString());
       return failure.getMessage();

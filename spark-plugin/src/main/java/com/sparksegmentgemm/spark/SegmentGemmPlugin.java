@@ -9,7 +9,6 @@ import com.sparksegmentgemm.SegmentGemmSettings;
 import com.sparksegmentgemm.nativelib.Gpu;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -143,25 +142,31 @@ public final class SegmentGemmPlugin implements SparkPlugin {
    * our shutdown must free the adapter caches before that.
    */
   static String withPluginOrder(String plugins) {
-    List<String> names = new ArrayList<>();
-    for (String n : plugins.split(",")) {
-      if (!n.isBlank() && !names.contains(n.trim())) names.add(n.trim());
-    }
-    int ours = names.indexOf(SegmentGemmPlugin.class.getName());
-    int rapids = names.indexOf(RAPIDS_PLUGIN);
-    if (ours > rapids && rapids >= 0) {
-      names.remove(ours);
-      names.add(rapids, SegmentGemmPlugin.class.getName());
+    List<String> names = pluginNames(plugins);
+    if (rapidsFirst(names)) {
+      names.remove(SegmentGemmPlugin.class.getName());
+      names.add(names.indexOf(RAPIDS_PLUGIN), SegmentGemmPlugin.class.getName());
     }
     return String.join(",", names);
   }
 
   /** Whether spark.plugins lists the RAPIDS Accelerator before ours. */
   static boolean rapidsFirst(String plugins) {
-    List<String> names = Arrays.stream(plugins.split(",")).map(String::trim).toList();
-    int ours = names.indexOf(SegmentGemmPlugin.class.getName());
+    return rapidsFirst(pluginNames(plugins));
+  }
+
+  private static boolean rapidsFirst(List<String> names) {
     int rapids = names.indexOf(RAPIDS_PLUGIN);
-    return rapids >= 0 && ours > rapids;
+    return rapids >= 0 && names.indexOf(SegmentGemmPlugin.class.getName()) > rapids;
+  }
+
+  /** The class names in a spark.plugins value, trimmed, each once (as Spark loads them). */
+  private static List<String> pluginNames(String plugins) {
+    List<String> names = new ArrayList<>();
+    for (String n : plugins.split(",")) {
+      if (!n.isBlank() && !names.contains(n.trim())) names.add(n.trim());
+    }
+    return names;
   }
 
   /** The extensions list with ours appended once. */
@@ -320,8 +325,7 @@ public final class SegmentGemmPlugin implements SparkPlugin {
 
   /** Whether this executor's RAPIDS Accelerator will run SQL on the GPU. */
   static boolean rapidsEnabled(SparkConf conf) {
-    List<String> plugins = Arrays.asList(conf.get(PLUGINS_KEY, "").split(","));
-    return plugins.stream().anyMatch(p -> p.trim().equals(RAPIDS_PLUGIN))
+    return pluginNames(conf.get(PLUGINS_KEY, "")).contains(RAPIDS_PLUGIN)
         && conf.getBoolean("spark.rapids.sql.enabled", true);
   }
 }
