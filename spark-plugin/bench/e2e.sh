@@ -36,6 +36,11 @@ refcount=${E2E_REFCOUNT:-false}
 mkdir -p "$work" "$out"
 work=$(cd "$work" && pwd); out=$(cd "$out" && pwd)
 check() { python3 "$here/check_run.py" "$@" | tee -a "$out/checks.log"; [ "${PIPESTATUS[0]}" = 0 ] || failed=1; }
+# compare NAME A B OPTIONS...: compare_outputs.py A B, its verdict in OUT/NAME.log; a difference fails.
+compare() {
+  local name=$1; shift
+  python3 "$here/compare_outputs.py" "$@" | tee "$out/$name.log"; [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+}
 where() { [ "$gpu" = on ] && echo gpu || echo cpu; }
 rapids=$(ls "$libs"/rapids/rapids-4-spark_*.jar 2>/dev/null | head -1)
 if [ "$gpu" = on ] && [ -z "$rapids" ]; then
@@ -117,9 +122,7 @@ if [[ " $steps " == *" proof "* ]]; then
   p2=$!
   gpu=$E2E_GPU_SAVED
   await $p1; await $p2
-  python3 "$here/compare_outputs.py" "$work/proof/out-gpu" "$work/proof/out-cpu" --tol 1e-2 \
-    | tee "$out/proof-compare.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+  compare proof-compare "$work/proof/out-gpu" "$work/proof/out-cpu" --tol 1e-2
   sed -n '/^physical plan:/,/^$/p' "$out/proof-gpu.log" | head -30 > "$out/proof-plan.txt"
   if [ "$gpu" = on ]; then
     check job "$out/proof-gpu.log" --rows "$prows" --where gpu --plan segment_gemm
@@ -197,9 +200,7 @@ if [[ " $steps " == *" concurrency "* ]]; then
   await $p1; await $p2
   check job "$out/conc-16x4.log" --rows "$prows" --where "$(where)"
   check job "$out/conc-1x1.log" --rows "$prows" --where "$(where)"
-  python3 "$here/compare_outputs.py" "$work/conc/out-16x4" "$work/conc/out-1x1" --exact \
-    | tee "$out/conc-compare.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+  compare conc-compare "$work/conc/out-16x4" "$work/conc/out-1x1" --exact
 fi
 
 if [[ " $steps " == *" sharedgpu "* ]]; then
@@ -257,9 +258,7 @@ if [[ " $steps " == *" sharedgpu "* ]]; then
     cp -r "$cluster/work" "$cluster/logs" "$out/sharedgpu-cluster/" 2>/dev/null
     find "$out/sharedgpu-cluster" -name '*.jar' -delete
     check job "$out/sharedgpu.log" --rows "$prows" --where "$(where)" --executors 2 --assigned-gpu 0
-    python3 "$here/compare_outputs.py" "$work/conc/out-shared" "$work/conc/out-1x1" --exact \
-      | tee "$out/sharedgpu-compare.log"
-    [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+    compare sharedgpu-compare "$work/conc/out-shared" "$work/conc/out-1x1" --exact
   fi
 fi
 
@@ -283,9 +282,7 @@ if [[ " $steps " == *" oom "* ]]; then
   sparkopts=()
   check retries "$out/oom.log" "$work/oom-events"
   check job "$out/oom.log" --rows "$prows" --where "$(where)"
-  python3 "$here/compare_outputs.py" "$work/proof/out-oom" "$work/proof/out-gpu" --tol 1e-2 \
-    | tee "$out/oom-compare.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || failed=1
+  compare oom-compare "$work/proof/out-oom" "$work/proof/out-gpu" --tol 1e-2
 fi
 
 if [[ " $steps " == *" bench "* ]]; then
