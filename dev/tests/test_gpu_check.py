@@ -64,6 +64,9 @@ def test_demo_and_leaks_and_retries(tmp_path):
     (ev / "app").write_text('{"Event":"SparkListenerTaskEnd","Task Info":{"Accumulables":'
                             '[{"Name":"gpuSplitAndRetryCount","Update":"2"}]}}\n')
     assert check_run.check_retries(str(ev))[0]
+    assert check_run.check_retries(str(ev), "gpuSplitAndRetryCount")[0]
+    ok, report = check_run.check_retries(str(ev), "gpuRetryCount")
+    assert not ok and "no gpuRetryCount" in report
     assert not check_run.check_retries(str(tmp_path / "a"))[0]
 
 

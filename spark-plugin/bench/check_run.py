@@ -15,10 +15,10 @@ it fails.
   check_run.py leaks PATH...
       no line with cuDF's "LEAKED" (-Dai.rapids.refcount.debug=true logs each leaked buffer) in
       any file under PATH.
-  check_run.py retries LOG EVENTLOG_DIR
-      (LOG names the run) the run met a GPU out-of-memory and recovered through the RAPIDS Accelerator's retry
-      framework (our UDF has no retry loop of its own): its task metrics gpuRetryCount /
-      gpuSplitAndRetryCount > 0 in the Spark event log.
+  check_run.py retries LOG EVENTLOG_DIR [--metric NAME]
+      (LOG names the run) the run met a GPU out-of-memory and recovered through the RAPIDS
+      Accelerator's retry framework (our UDF has no retry loop of its own): the task metric NAME
+      (gpuRetryCount or gpuSplitAndRetryCount; default: either) > 0 in the Spark event log.
 """
 import argparse
 import json
@@ -150,11 +150,12 @@ def event_metrics(event_dir, names):
     return sums
 
 
-def check_retries(event_dir):
+def check_retries(event_dir, metric=None):
     rapids = event_metrics(event_dir, RAPIDS_RETRY_METRICS) if event_dir else {}
     report = " ".join(f"{k}={v}" for k, v in rapids.items())
-    ok = any(v > 0 for v in rapids.values())
-    return ok, report + ("" if ok else " FAIL: no retry or split after a GPU out-of-memory")
+    ok = rapids.get(metric, 0) > 0 if metric else any(v > 0 for v in rapids.values())
+    wanted = metric or "a retry or split"
+    return ok, report + ("" if ok else f" FAIL: no {wanted} after a GPU out-of-memory")
 
 
 def main(argv=None):
@@ -176,6 +177,7 @@ def main(argv=None):
     r = sub.add_parser("retries")
     r.add_argument("log")
     r.add_argument("event_dir")
+    r.add_argument("--metric", choices=RAPIDS_RETRY_METRICS)
     a = p.parse_args(argv)
     if a.cmd == "job":
         ok, report = check_job(read(a.log), a.rows, a.where, a.plan, a.executors, a.assigned_gpu)
@@ -184,7 +186,7 @@ def main(argv=None):
     elif a.cmd == "leaks":
         ok, report = check_leaks(a.paths)
     else:
-        ok, report = check_retries(a.event_dir)
+        ok, report = check_retries(a.event_dir, a.metric)
     name = os.path.basename(getattr(a, "log", "") or "logs")
     print(f"check {a.cmd} {name}: {'PASS' if ok else 'FAIL'} {report}")
     return 0 if ok else 1
