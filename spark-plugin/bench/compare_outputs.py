@@ -105,7 +105,7 @@ def main(argv=None):
     if ya.shape[1] != yb.shape[1] and (~na).any():
         print(f"different row lengths: {ya.shape[1]} vs {yb.shape[1]}")
         return 1
-    worst, equal, values = 0.0, 0, 0
+    worst, equal, values, over = 0.0, 0, 0, 0
     for s in range(0, len(ia), 65536):  # in chunks: the temporaries stay small
         u, v = ya[s:s + 65536][~na[s:s + 65536]], yb[s:s + 65536][~nb[s:s + 65536]]
         if u.size == 0:
@@ -116,13 +116,16 @@ def main(argv=None):
             diff = np.where(same, 0, np.abs(u - v))
             finite = np.nan_to_num(v, nan=0, posinf=0, neginf=0)  # the row's scale, NaN/Inf aside
             scale = np.maximum(np.abs(finite).max(axis=1), 1e-30)
-            worst = max(worst, float(np.nan_to_num(diff.max(axis=1) / scale, nan=np.inf).max()))
+            per_row = np.nan_to_num(diff.max(axis=1) / scale, nan=np.inf)
+            worst = max(worst, float(per_row.max()))
+            over += int(np.count_nonzero(per_row > args.tol))
         equal += int(np.count_nonzero(same))
         values += u.size
     identical = equal == values
     print(f"compared {len(ia)} rows ({int(na.sum())} null): max |a-b| / max|b| per row = "
           f"{worst:.3e}, {equal / max(values, 1):.4%} of values bit-equal; "
-          f"bit-identical: {'yes' if identical else 'no'} ({values - equal} values differ)")
+          f"bit-identical: {'yes' if identical else 'no'} ({values - equal} values differ); "
+          f"{over} rows above {args.tol:g}")
     if args.exact:
         return 0 if identical else 1
     return 0 if worst <= args.tol else 1

@@ -58,6 +58,7 @@ def session(a):
     from pyspark.sql import SparkSession
     b = (SparkSession.builder.appName(f"e2e-peer-{a.impl}").master(a.master)
          .config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")  # progress bars would fill the log
          .config("spark.driver.memory", a.driver_memory)
          .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(a.batch_rows))
          # One Python worker per task slot, kept for the next task: adapters load once per worker.

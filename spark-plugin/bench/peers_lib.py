@@ -177,7 +177,9 @@ class NumpyBackend:
         self.round = r
         self.stages = [r(s) for s in adapters.stages]
         self.scaling = r(adapters.scaling)
-        self.describe = f"numpy {np.__version__} {'bf16 stand-in' if bf16 else 'fp32'}"
+        threads = os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "unset"))
+        self.describe = (f"numpy {np.__version__} {'bf16 stand-in for torch' if bf16 else 'fp32'}, "
+                         f"BLAS threads {threads}")
 
     def apply(self, x, index):
         order, counts = group_rows(index, len(self.a.names))
