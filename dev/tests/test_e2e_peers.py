@@ -218,3 +218,17 @@ def test_compare_subset_and_schema_only(tmp_path, capsys):
     assert compare_outputs.main([wide, full, "--schema-only"]) == 0
     assert compare_outputs.main([part, full, "--schema-only"]) == 1
     assert "rows 2 vs 3: DIFFERENT" in capsys.readouterr().out
+
+
+def test_benchmark_csvs_have_one_header_line():
+    # The GPU runs' CSVs are appended to these files: a second header in the middle would be
+    # read as a data row.
+    folder = os.path.join(HERE, "../../docs/benchmarks")
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".csv"):
+            continue
+        with open(os.path.join(folder, name), newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows and rows[0][0] == "date", name
+        assert [r for r in rows[1:] if r == rows[0]] == [], f"{name} repeats its header"
+        assert all(len(r) == len(rows[0]) for r in rows), f"{name} has a row of another width"

@@ -46,8 +46,9 @@
 # E2E_GPU_SPLIT (512m, spark.sql.files.maxPartitionBytes of gpu_rapids and io_floor); the peers:
 # E2E_TORCH_TASKS (8: local[N], N Python workers sharing the GPU), E2E_TORCH_MODE (auto: one
 # torch._grouped_mm per batch where torch has it, else loop: one matmul per adapter),
-# E2E_ARROW_BATCH (32768 rows per Arrow batch), E2E_NUMPY_ON (input, or slice: the CPU fallback's
-# slice). The peers need PySpark's Python code staged under target/gpu-test-libs/pyspark.
+# E2E_ARROW_BATCH (rows per Arrow batch: 32768 for a, 16384 for b, 65536 for c), E2E_NUMPY_ON
+# (input, or slice: the CPU fallback's slice). The peers need PySpark's Python code, which
+# dev/gpu-stage stages under target/gpu-test-libs/pyspark.
 # E2E_GPU=off runs everything without the RAPIDS Accelerator (a dry run on a CPU machine: the
 # checks then expect every row on the CPU and skip the plan's; the torch peer runs on the CPU).
 set -uo pipefail
@@ -375,22 +376,24 @@ if [[ " $steps " == *" bench "* ]]; then
       PYSPARK_PYTHON=python3 PYSPARK_DRIVER_PYTHON=python3 \
       PYTHONPATH=$pyroot:$py4j:$here${PYTHONPATH:+:$PYTHONPATH} \
       python3 "$here/peers.py" --impl "$impl" --driver-memory "${E2E_HEAP:-64g}" \
-      --local-dir "$work/spark-local" --batch-rows "${E2E_ARROW_BATCH:-32768}" "$@" >"$log" 2>&1
+      --local-dir "$work/spark-local" --batch-rows "${E2E_ARROW_BATCH:-$batch}" "$@" >"$log" 2>&1
   }
   impls=${E2E_IMPLS:-gpu_rapids cpu_fallback io_floor pyspark_torch pandas_numpy_cpu sql_explode}
   for c in ${E2E_CASES:-a b c}; do
-    # Each case's sizes (env overrides; tiny ones make a CPU dry run).
-    fn=segment_gemm; rank=0; gen=()
+    # Each case's sizes (env overrides; tiny ones make a CPU dry run). batch: the peers' rows per
+    # Arrow batch, about 64-270 MB of features each (16 Python workers hold a few batches each).
+    fn=segment_gemm; rank=0; gen=(); batch=32768
     case $c in
       a) rows=${E2E_A_ROWS:-${E2E_ROWS:-2000000}}; din=${E2E_A_DIM:-${E2E_DIM:-1024}}; dout=$din
          adapters=${E2E_A_ADAPTERS:-${E2E_ADAPTERS:-100}}; slice=${E2E_A_SLICE:-${E2E_SLICE:-100000}}
          gen=(--weights-rows) ;;
       b) fn=lora_apply; rows=${E2E_B_ROWS:-1000000}; din=${E2E_B_DIM:-4096}; dout=$din
-         rank=${E2E_B_RANK:-16}; adapters=${E2E_B_ADAPTERS:-1000}
+         rank=${E2E_B_RANK:-16}; adapters=${E2E_B_ADAPTERS:-1000}; batch=16384
          slice=${E2E_B_SLICE:-${E2E_SLICE:-100000}}
          gen=(--function lora_apply --rank "$rank" --skew zipf --zipf-s "${E2E_B_ZIPF:-1.1}") ;;
       c) rows=${E2E_C_ROWS:-10000000}; din=${E2E_C_DIN:-256}; dout=${E2E_C_DOUT:-32}
-         adapters=${E2E_C_ADAPTERS:-10000}; slice=${E2E_C_SLICE:-${E2E_SLICE:-1000000}} ;;
+         adapters=${E2E_C_ADAPTERS:-10000}; slice=${E2E_C_SLICE:-${E2E_SLICE:-1000000}}
+         batch=65536 ;;
       *) echo "bench: unknown case '$c' (E2E_CASES takes a, b, c)"; failed=1; continue ;;
     esac
     human=$(awk -v n="$rows" 'BEGIN { if (n % 1000000 == 0) print n / 1000000 "m";
