@@ -19,12 +19,39 @@
 #   oom          the job under RAPIDS' GPU out-of-memory injection (a retry in every retry block,
 #                the UDF's included): it completes, RAPIDS counts the retries, output as before.
 #                (Splits: GpuOutOfMemoryTest, step badinput.)
+#   bench        the end-to-end benchmark (docs/benchmarks.md#end-to-end): per case, on the same
+#                Parquet input and with the same output columns (id, adapter_id, output):
+#                  gpu_rapids        SegmentGemmJob with the RAPIDS Accelerator (the reference)
+#                  cpu_fallback      the same job without it, all cores, on the case's slice
+#                  io_floor          the same read and write with no math (bench.IoFloor), the
+#                                    same launcher and confs as gpu_rapids
+#                  pyspark_torch     plain PySpark mapInArrow + torch bf16 on the GPU (peers.py)
+#                  pandas_numpy_cpu  plain PySpark mapInArrow + numpy fp32, CPU only (peers.py)
+#                  sql_explode       plain Spark SQL (case a only, on E2E_TINY rows)
+#                each one's output compared with gpu_rapids' (compare_outputs.py --tol E2E_TOL,
+#                1e-2: bfloat16; io_floor: columns and rows only); one failing does not stop the
+#                others. Rows of OUT/e2e.csv (wall seconds of the whole process, start-up
+#                included) and OUT/e2e-injob.csv (the seconds the job itself reports), logs
+#                OUT/bench-CASE-IMPL.log, verdicts in OUT/bench-summary.txt. Cases (E2E_CASES,
+#                default "a b c"): a 2M rows x 1024 -> 1024, 100 adapters; b lora_apply over 1,000
+#                PEFT adapters 4096 -> r 16 -> 4096, Zipf (s 1.1) traffic, 1M rows; c 10M rows x
+#                256 -> 32, 10,000 adapters. Each case's data is deleted after it (E2E_KEEP_DATA=1
+#                keeps it), every output but the reference after its comparison (E2E_KEEP_OUTPUTS=1).
 # Every step fails if any log holds cuDF's "LEAKED" (E2E_REFCOUNT=true turns the tracking on).
-# Sizes: E2E_ROWS (2000000), E2E_DIM (1024), E2E_ADAPTERS (100),
-# E2E_SLICE (100000 rows for the CPU fallback), E2E_TINY (200 rows for the SQL baseline),
-# E2E_PROOF_ROWS (200000), E2E_PROOF_DIM (256); E2E_HEAP (64g) per JVM;
+# Sizes: E2E_PROOF_ROWS (200000), E2E_PROOF_DIM (256); E2E_HEAP (64g) per JVM; bench:
+# E2E_IMPLS (all six), E2E_A_ROWS (or E2E_ROWS, 2000000), E2E_A_DIM (or E2E_DIM, 1024),
+# E2E_A_ADAPTERS (or E2E_ADAPTERS, 100), E2E_B_ROWS (1000000), E2E_B_DIM (4096), E2E_B_RANK (16),
+# E2E_B_ADAPTERS (1000), E2E_B_ZIPF (1.1), E2E_C_ROWS (10000000), E2E_C_DIN (256), E2E_C_DOUT (32),
+# E2E_C_ADAPTERS (10000); the CPU fallback's slice E2E_A_SLICE / E2E_B_SLICE (or E2E_SLICE,
+# 100000), E2E_C_SLICE (or E2E_SLICE, 1000000); E2E_TINY (200 rows for sql_explode);
+# E2E_GPU_SPLIT (512m, spark.sql.files.maxPartitionBytes of gpu_rapids and io_floor); the peers:
+# E2E_TORCH_TASKS (8: local[N], N Python workers sharing the GPU), E2E_TORCH_MODE (auto: one
+# torch._grouped_mm per batch where torch has it, else loop: one matmul per adapter),
+# E2E_ARROW_BATCH (rows per Arrow batch: 32768 for a, 16384 for b, 65536 for c), E2E_NUMPY_ON
+# (input, or slice: the CPU fallback's slice). The peers need PySpark's Python code, which
+# dev/gpu-stage stages under target/gpu-test-libs/pyspark.
 # E2E_GPU=off runs everything without the RAPIDS Accelerator (a dry run on a CPU machine: the
-# checks then expect every row on the CPU and skip the plan's).
+# checks then expect every row on the CPU and skip the plan's; the torch peer runs on the CPU).
 set -uo pipefail
 stage=$(cd "${1:?stage folder}" && pwd); work=${2:?work folder}; out=${3:?output folder}; shift 3
 steps=${*:-proof bench}
@@ -84,7 +111,7 @@ submit() {
     --jars "$jars" "$@" >"$log" 2>&1
   local rc=$?
   echo "$(basename "$log"): rc=$rc, $(( ($(date +%s%N) - start) / 1000000 )) ms"
-  grep -E '^(segment_gemm|lora_apply|sql_explode): |^  executor |OK$|FAILED|GpuProject|gpu_segment_gemm|gpu_lora_apply|NOT_ON_GPU|cannot run on GPU|!Expression|Exception|LEAKED' "$log" | head -40
+  grep -E '^(segment_gemm|lora_apply|sql_explode|io_floor): |^  executor |OK$|FAILED|GpuProject|gpu_segment_gemm|gpu_lora_apply|NOT_ON_GPU|cannot run on GPU|!Expression|Exception|LEAKED' "$log" | head -40
   [ $rc = 0 ] || failed=1
   return $rc
 }
@@ -107,6 +134,13 @@ conc_data() {
 # Input splits that do not depend on the number of cores (Spark sizes splits by
 # total bytes / default parallelism otherwise): 16 MB, at least one partition.
 same_splits=(--conf spark.sql.files.maxPartitionBytes=16m --conf spark.sql.files.minPartitionNum=1)
+# A SPARK_HOME from the staged launcher scripts and Spark's jars (the GPU machine has no Spark),
+# in $spark_home: the standalone cluster's and PySpark's.
+make_spark_home() {
+  spark_home=$work/spark-home
+  mkdir -p "$spark_home" && cp -r "$libs/spark-home/bin" "$libs/spark-home/sbin" "$spark_home/"
+  ln -sfn "$libs/spark-jars" "$spark_home/jars"
+}
 # Runs "job LOG args..." in the background; its pid in $!.
 bg_job() { job "$@" & }
 # Waits for a background run; a failure fails the script.
@@ -219,10 +253,7 @@ if [[ " $steps " == *" sharedgpu "* ]]; then
       --output "$work/conc/out-1x1" --mode overwrite
     sparkopts=()
   }
-  # A SPARK_HOME from the staged launcher scripts and Spark's jars (the GPU machine has no Spark).
-  spark_home=$work/spark-home
-  mkdir -p "$spark_home" && cp -r "$libs/spark-home/bin" "$libs/spark-home/sbin" "$spark_home/"
-  ln -sfn "$libs/spark-jars" "$spark_home/jars"
+  make_spark_home
   cluster=$work/cluster-shared
   url=$(JAVA_HOME=$(dirname "$(dirname "$java")") SPARK_HOME=$spark_home \
     "$here/../../dev/spark-cluster" start --workers 2 --cores-per-worker 4 --memory-per-worker 20g \
@@ -297,23 +328,163 @@ if [[ " $steps " == *" oom "* ]]; then
 fi
 
 if [[ " $steps " == *" bench "* ]]; then
-  rows=${E2E_ROWS:-2000000}; dim=${E2E_DIM:-1024}
-  echo "== benchmark data: $rows rows x $dim, ${E2E_ADAPTERS:-100} adapters"
-  python3 "$here/gen_e2e.py" --out "$work/bench" --rows "$rows" \
-    --d-in "$dim" --d-out "$dim" --adapters "${E2E_ADAPTERS:-100}" --files "$cores" \
-    --slice-rows "${E2E_SLICE:-100000}" --tiny-rows "${E2E_TINY:-200}" 2>&1 | tee "$out/bench-gen.log"
-  echo "gen: $SECONDS s since the script started" | tee -a "$out/bench-gen.log"
-  sync
-  # Larger input splits give the GPU fewer, larger batches (the RAPIDS Accelerator's own advice).
-  job "$out/bench-gpu.log" --input "$work/bench/input" --adapters "$work/bench/adapters" \
-    --output "$work/bench/out-gpu" --mode overwrite --progress-seconds 10 \
-    --conf spark.sql.files.maxPartitionBytes=${E2E_GPU_SPLIT:-512m}
-  E2E_GPU_SAVED=$gpu; gpu=off
-  job "$out/bench-cpu.log" --input "$work/bench/slice" --adapters "$work/bench/adapters" \
-    --output "$work/bench/out-cpu" --mode overwrite --progress-seconds 10
-  gpu=$E2E_GPU_SAVED
-  submit "$out/bench-sql.log" --class com.sparksegmentgemm.spark.bench.SqlExplodeBaseline "$tests" \
-    "$work/bench/tiny" "$work/bench/weights_rows" "$work/bench/out-sql"
+  # One command for every case and implementation; see the header and docs/benchmarks.md.
+  # Each implementation runs on its own: one failing is recorded and the others still run.
+  if [ "$gpu" = on ] && command -v nvidia-smi >/dev/null; then
+    device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  fi
+  [ -n "${device:-}" ] || device="CPU ($cores cores)"
+  csv=$out/e2e.csv; injob_csv=$out/e2e-injob.csv; summary=$out/bench-summary.txt
+  : > "$summary"
+  tol=${E2E_TOL:-1e-2}  # the bfloat16 tolerance: ours computes in bf16, so does torch
+  # Every implementation's Spark settings for the big input: larger splits give the GPU fewer,
+  # larger batches (the RAPIDS Accelerator's own advice). ours and io_floor share them exactly.
+  split_conf=(--conf spark.sql.files.maxPartitionBytes=${E2E_GPU_SPLIT:-512m})
+  pyroot=$libs/pyspark
+  make_spark_home
+  # note CASE IMPL VERDICT...: one line of the summary (and of stdout).
+  note() { local c=$1 i=$2; shift 2; printf '%-40s %-17s %s\n' "$c" "$i" "$*" | tee -a "$summary"; }
+  # record CASE IMPL OUTPUT LOG DIN WALL_MS: the CSV rows, or why none.
+  record() {
+    python3 "$here/bench_csv.py" --csv "$csv" --injob-csv "$injob_csv" --case "$1" --impl "$2" \
+      --device "$device" --output "$3" --log "$4" --d-in "$5" \
+      --seconds "$(awk -v ms="$6" 'BEGIN { printf "%.3f", ms / 1000 }')" | tee -a "$summary"
+    return "${PIPESTATUS[0]}"
+  }
+  # verdict CASE IMPL OUTPUT OPTIONS...: compare_outputs.py OUTPUT against the case's reference.
+  verdict() {
+    local c=$1 i=$2 o=$3; shift 3
+    if [ ! -d "$ref" ]; then
+      note "$c" "$i" "compare: SKIPPED (no reference: gpu_rapids did not produce one)"; return
+    fi
+    python3 "$here/compare_outputs.py" "$o" "$ref" "$@" > "$out/bench-$c-$i-compare.log" 2>&1
+    local rc=$?
+    note "$c" "$i" "compare vs gpu_rapids: $([ $rc = 0 ] && echo PASS || echo FAIL)" \
+      "($(tail -1 "$out/bench-$c-$i-compare.log"))"
+    [ $rc = 0 ] || failed=1
+  }
+  # peer LOG IMPL ARGS...: peers.py under plain PySpark (no RAPIDS), the staged Spark and JVM.
+  peer() {
+    local log=$1 impl=$2; shift 2
+    local py4j=$(ls "$pyroot"/py4j-*-src.zip 2>/dev/null | head -1)
+    if [ ! -d "$pyroot/pyspark" ] || [ -z "$py4j" ]; then
+      echo "no PySpark under $pyroot (dev/gpu-stage stages pyspark/ and py4j's zip there)" | tee "$log"
+      return 2
+    fi
+    SPARK_HOME=$spark_home JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$java")")") \
+      PYSPARK_PYTHON=python3 PYSPARK_DRIVER_PYTHON=python3 \
+      PYTHONPATH=$pyroot:$py4j:$here${PYTHONPATH:+:$PYTHONPATH} \
+      python3 "$here/peers.py" --impl "$impl" --driver-memory "${E2E_HEAP:-64g}" \
+      --local-dir "$work/spark-local" --batch-rows "${E2E_ARROW_BATCH:-$batch}" "$@" >"$log" 2>&1
+  }
+  impls=${E2E_IMPLS:-gpu_rapids cpu_fallback io_floor pyspark_torch pandas_numpy_cpu sql_explode}
+  for c in ${E2E_CASES:-a b c}; do
+    # Each case's sizes (env overrides; tiny ones make a CPU dry run). batch: the peers' rows per
+    # Arrow batch, about 64-270 MB of features each (16 Python workers hold a few batches each).
+    fn=segment_gemm; rank=0; gen=(); batch=32768
+    case $c in
+      a) rows=${E2E_A_ROWS:-${E2E_ROWS:-2000000}}; din=${E2E_A_DIM:-${E2E_DIM:-1024}}; dout=$din
+         adapters=${E2E_A_ADAPTERS:-${E2E_ADAPTERS:-100}}; slice=${E2E_A_SLICE:-${E2E_SLICE:-100000}}
+         gen=(--weights-rows) ;;
+      b) fn=lora_apply; rows=${E2E_B_ROWS:-1000000}; din=${E2E_B_DIM:-4096}; dout=$din
+         rank=${E2E_B_RANK:-16}; adapters=${E2E_B_ADAPTERS:-1000}; batch=16384
+         slice=${E2E_B_SLICE:-${E2E_SLICE:-100000}}
+         gen=(--function lora_apply --rank "$rank" --skew zipf --zipf-s "${E2E_B_ZIPF:-1.1}") ;;
+      c) rows=${E2E_C_ROWS:-10000000}; din=${E2E_C_DIN:-256}; dout=${E2E_C_DOUT:-32}
+         adapters=${E2E_C_ADAPTERS:-10000}; slice=${E2E_C_SLICE:-${E2E_SLICE:-1000000}}
+         batch=65536 ;;
+      *) echo "bench: unknown case '$c' (E2E_CASES takes a, b, c)"; failed=1; continue ;;
+    esac
+    human=$(awk -v n="$rows" 'BEGIN { if (n % 1000000 == 0) print n / 1000000 "m";
+      else if (n % 1000 == 0) print n / 1000 "k"; else print n }')
+    if [ $fn = lora_apply ]; then
+      name=lora_${human}_${din}r${rank}x${dout}_${adapters}adapters_zipf${E2E_B_ZIPF:-1.1}_bf16
+    else
+      name=e2e_${human}_${din}x${dout}_${adapters}adapters_bf16
+    fi
+    d=$work/bench-$c
+    echo "== benchmark case $c ($name): $rows rows, $fn $din -> $dout, $adapters adapters"
+    stamp="$rows $din $dout $adapters $fn $rank $slice ${gen[*]}"
+    if [ "$(cat "$d/.done" 2>/dev/null)" != "$stamp" ]; then
+      rm -rf "$d"
+      gs=$(date +%s)
+      python3 "$here/gen_e2e.py" --out "$d" --rows "$rows" --d-in "$din" --d-out "$dout" \
+        --adapters "$adapters" --files "$cores" --slice-rows "$slice" --tiny-rows "${E2E_TINY:-200}" \
+        "${gen[@]}" > "$out/bench-$c-gen.log" 2>&1 && echo "$stamp" > "$d/.done"
+      grc=$?
+      note "$name" gen "rc=$grc, $(( $(date +%s) - gs )) s: $(tail -1 "$out/bench-$c-gen.log")"
+      if [ $grc != 0 ]; then failed=1; continue; fi
+      sync
+    fi
+    ref=$d/out-gpu_rapids
+    rm -rf "$ref"
+    fnargs=(); [ $fn = lora_apply ] && fnargs=(--function lora_apply)
+    for impl in $impls; do
+      o=$d/out-$impl; log=$out/bench-$c-$impl.log; subset=()
+      rm -rf "$o"
+      t0=$(date +%s%N)
+      # Each branch runs one implementation and leaves its exit code in rc.
+      case $impl in
+        gpu_rapids)
+          sparkopts=("${split_conf[@]}")
+          job "$log" "${fnargs[@]}" --input "$d/input" --adapters "$d/adapters" --output "$o" \
+            --mode overwrite --progress-seconds 10
+          rc=$? ;;
+        cpu_fallback)
+          # A slice of the input (rows/s is what counts), the whole JVM without RAPIDS.
+          subset=(--a-subset)
+          E2E_GPU_SAVED=$gpu; gpu=off
+          job "$log" "${fnargs[@]}" --input "$d/slice" --adapters "$d/adapters" --output "$o" \
+            --mode overwrite --progress-seconds 10
+          rc=$?
+          gpu=$E2E_GPU_SAVED ;;
+        io_floor)
+          sparkopts=("${split_conf[@]}")
+          submit "$log" --class com.sparksegmentgemm.spark.bench.IoFloor "$tests" "$d/input" "$o"
+          rc=$? ;;
+        pyspark_torch)
+          peer "$log" pyspark_torch --function $fn --input "$d/input" --adapters "$d/adapters" \
+            --output "$o" --master "local[${E2E_TORCH_TASKS:-8}]" \
+            --device "$([ "$gpu" = on ] && echo cuda || echo cpu)" --torch-mode "${E2E_TORCH_MODE:-auto}"
+          rc=$? ;;
+        pandas_numpy_cpu)
+          in=$d/input
+          [ "${E2E_NUMPY_ON:-input}" = slice ] && { in=$d/slice; subset=(--a-subset); }
+          peer "$log" pandas_numpy_cpu --function $fn --input "$in" --adapters "$d/adapters" \
+            --output "$o" --master "local[$cores]"
+          rc=$? ;;
+        sql_explode)
+          # Its weights as rows exist for case a only (the plain-SQL plan is the same for all).
+          if [ $c != a ]; then note "$name" "$impl" "not run (case a only)"; continue; fi
+          subset=(--a-subset)
+          submit "$log" --class com.sparksegmentgemm.spark.bench.SqlExplodeBaseline "$tests" \
+            "$d/tiny" "$d/weights_rows" "$o"
+          rc=$? ;;
+        *) note "$name" "$impl" "unknown impl (E2E_IMPLS)"; failed=1; continue ;;
+      esac
+      sparkopts=()
+      ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+      [ $rc = 0 ] || failed=1
+      note "$name" "$impl" "rc=$rc, wall $(awk -v ms=$ms 'BEGIN { printf "%.2f", ms / 1000 }') s, log $(basename "$log")"
+      if [ $rc != 0 ]; then
+        note "$name" "$impl" "FAILED: $(grep -vE ' (WARN|INFO) ' "$log" | grep -E 'Error|Exception|error|FAIL|no PySpark|: ' | head -1 | cut -c1-200)"
+        continue
+      fi
+      record "$name" "$impl" "$o" "$log" "$din" "$ms" || failed=1
+      case $impl in
+        gpu_rapids) ;;  # the reference
+        io_floor) verdict "$name" "$impl" "$o" --schema-only ;;
+        *) verdict "$name" "$impl" "$o" --tol "$tol" "${subset[@]}" ;;
+      esac
+      # Outputs are as large as the input: keep only the reference (E2E_KEEP_OUTPUTS=1 keeps all).
+      [ "$impl" != gpu_rapids ] && [ "${E2E_KEEP_OUTPUTS:-0}" != 1 ] && rm -rf "$o"
+    done
+    # The disk holds one case at a time (case b is 16 GB in, 16 GB per output); E2E_KEEP_DATA=1
+    # keeps the data (and the reference) for another run on a warm machine.
+    [ "${E2E_KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
+  done
+  echo "== benchmark summary ($summary; rows: $csv, in-job times: $injob_csv)"
+  cat "$summary"
 fi
 # No leaked device or host buffer in any log (cuDF's leak tracking, E2E_REFCOUNT=true).
 check leaks "$out"

@@ -3,14 +3,22 @@
 
   OUT/input/part-NNNNN.parquet   id BIGINT, adapter_id STRING, features ARRAY<FLOAT> (d_in)
   OUT/slice/ , OUT/tiny/         the first --slice-rows / --tiny-rows rows, for the slow baselines
-  OUT/adapters/tenant_NNN.safetensors   one (d_in, d_out) float32 weight per adapter
-  OUT/weights_rows/              the same weights as rows (adapter_id, k, w_row ARRAY<FLOAT>),
-                                 the plain-SQL baseline's input
+  OUT/adapters/                  --function segment_gemm: tenant_NNN.safetensors, one (d_in, d_out)
+                                 float32 tensor "weight" per adapter;
+                                 --function lora_apply: PEFT folders tenant_NNN/ with
+                                 adapter_model.safetensors (lora_A (r, d_in), lora_B (d_out, r),
+                                 float32) and adapter_config.json (r, lora_alpha = 2 r: scaling 2)
+  OUT/weights_rows/              with --weights-rows: the dense weights as rows (adapter_id, k,
+                                 w_row ARRAY<FLOAT>), the plain-SQL baseline's input
 
-Adapter ids are skewed towards the first ones (floor(adapters * u^2)), as in the demo; features
-are uniform in [-1, 1); weights gaussian / sqrt(d_in). Needs numpy, pyarrow and safetensors.
+Adapter ids: --skew square picks floor(adapters * u^2) (skewed towards the first ones, as in the
+demo); --skew zipf picks adapter k (0-based) with probability proportional to 1 / (k + 1)^s
+(--zipf-s), the traffic of many tenants with a few hot ones. Names are tenant_ plus the index,
+zero-padded to at least 3 digits. Features are uniform in [-1, 1); weights gaussian / sqrt(fan-in).
+Needs numpy, pyarrow and safetensors.
 """
 import argparse
+import json
 import os
 from multiprocessing import Pool
 
@@ -20,20 +28,78 @@ import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
 
-def table(first, rows, d_in, adapters, seed):
+def adapter_name(i, adapters):
+    return f"tenant_{i:0{max(3, len(str(adapters - 1)))}d}"
+
+
+def adapter_indices(rng, rows, adapters, skew, zipf_s):
+    if skew == "square":
+        return np.floor(adapters * rng.random(rows) ** 2).astype(np.int64)
+    if skew == "zipf":
+        p = 1.0 / np.arange(1, adapters + 1, dtype=np.float64) ** zipf_s
+        return rng.choice(adapters, size=rows, p=p / p.sum())
+    return rng.integers(0, adapters, size=rows)
+
+
+def table(first, rows, d_in, adapters, skew, zipf_s, seed):
     rng = np.random.default_rng([seed, first])
     ids = np.arange(first, first + rows, dtype=np.int64)
-    a = np.floor(adapters * rng.random(rows) ** 2).astype(np.int64)
-    names = pa.array([f"tenant_{i:03d}" for i in a], pa.string())
+    a = adapter_indices(rng, rows, adapters, skew, zipf_s)
+    names = np.array([adapter_name(i, adapters) for i in range(adapters)], dtype=object)
     x = rng.uniform(-1.0, 1.0, size=rows * d_in).astype(np.float32)
     feats = pa.FixedSizeListArray.from_arrays(pa.array(x), d_in).cast(pa.list_(pa.float32()))
-    return pa.table({"id": ids, "adapter_id": names, "features": feats})
+    return pa.table({"id": ids, "adapter_id": pa.array(names[a], pa.string()), "features": feats})
 
 
 def write_part(job):
-    path, first, rows, d_in, adapters, seed = job
-    pq.write_table(table(first, rows, d_in, adapters, seed), path, row_group_size=32768)
+    path, first, rows, d_in, adapters, skew, zipf_s, seed = job
+    pq.write_table(table(first, rows, d_in, adapters, skew, zipf_s, seed), path,
+                   row_group_size=32768)
     return rows
+
+
+def write_adapters(a):
+    """The adapters (and with --weights-rows the dense weights as rows)."""
+    rng = np.random.default_rng(a.seed + 1)
+    rows = []
+    for t in range(a.adapters):
+        name = adapter_name(t, a.adapters)
+        if a.function == "lora_apply":
+            folder = os.path.join(a.out, "adapters", name)
+            os.makedirs(folder, exist_ok=True)
+            m = "base_model.model.proj."
+            la = (rng.standard_normal((a.rank, a.d_in)) / np.sqrt(a.d_in)).astype(np.float32)
+            lb = (rng.standard_normal((a.d_out, a.rank)) / np.sqrt(a.rank)).astype(np.float32)
+            save_file({m + "lora_A.weight": la, m + "lora_B.weight": lb},
+                      os.path.join(folder, "adapter_model.safetensors"))
+            with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+                json.dump({"peft_type": "LORA", "r": a.rank, "lora_alpha": 2 * a.rank,
+                           "target_modules": ["proj"], "use_rslora": False}, f)
+            continue
+        w = (rng.standard_normal((a.d_in, a.d_out)) / np.sqrt(a.d_in)).astype(np.float32)
+        save_file({"weight": w}, os.path.join(a.out, "adapters", f"{name}.safetensors"))
+        if a.weights_rows:
+            rows.append(pa.table({
+                "adapter_id": pa.array([name] * a.d_in, pa.string()),
+                "k": pa.array(np.arange(a.d_in, dtype=np.int32)),
+                "w_row": pa.FixedSizeListArray.from_arrays(pa.array(w.reshape(-1)), a.d_out)
+                           .cast(pa.list_(pa.float32()))}))
+    if rows:
+        os.makedirs(os.path.join(a.out, "weights_rows"), exist_ok=True)
+        pq.write_table(pa.concat_tables(rows),
+                       os.path.join(a.out, "weights_rows", "part-00000.parquet"), row_group_size=8192)
+
+
+def first_rows(paths, n):
+    """The first n rows of the input files, in order (as few files as needed)."""
+    parts, have = [], 0
+    for p in paths:
+        if have >= n:
+            break
+        t = pq.read_table(p)
+        parts.append(t.slice(0, n - have))
+        have += parts[-1].num_rows
+    return pa.concat_tables(parts)
 
 
 def main():
@@ -43,43 +109,43 @@ def main():
     p.add_argument("--d-in", type=int, default=1024)
     p.add_argument("--d-out", type=int, default=1024)
     p.add_argument("--adapters", type=int, default=100)
+    p.add_argument("--function", choices=["segment_gemm", "lora_apply"], default="segment_gemm")
+    p.add_argument("--rank", type=int, default=16, help="lora_apply: LoRA rank r")
+    p.add_argument("--skew", choices=["square", "zipf", "uniform"], default="square")
+    p.add_argument("--zipf-s", type=float, default=1.1)
     p.add_argument("--files", type=int, default=16)
     p.add_argument("--slice-rows", type=int, default=100_000)
     p.add_argument("--tiny-rows", type=int, default=200)
+    p.add_argument("--weights-rows", action="store_true",
+                   help="also write the dense weights as rows (the sql_explode baseline)")
     p.add_argument("--seed", type=int, default=2026)
     a = p.parse_args()
-    for sub in ("input", "slice", "tiny", "adapters", "weights_rows"):
+    for name, v in (("--rows", a.rows), ("--d-in", a.d_in), ("--d-out", a.d_out),
+                    ("--adapters", a.adapters), ("--files", a.files), ("--rank", a.rank)):
+        if v <= 0:
+            p.error(f"{name} must be positive, not {v}")
+    for sub in ("input", "slice", "tiny", "adapters"):
         os.makedirs(os.path.join(a.out, sub), exist_ok=True)
 
     per = -(-a.rows // a.files)
     jobs = [(os.path.join(a.out, "input", f"part-{f:05d}.parquet"), f * per,
-             min(per, a.rows - f * per), a.d_in, a.adapters, a.seed)
+             min(per, a.rows - f * per), a.d_in, a.adapters, a.skew, a.zipf_s, a.seed)
             for f in range(a.files) if f * per < a.rows]
     with Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
         pool.map(write_part, jobs)
     # The slices are the input's first rows (the same values: the generator is seeded per file).
-    first = pq.read_table(jobs[0][0])
     for sub, n in (("slice", a.slice_rows), ("tiny", a.tiny_rows)):
-        # Small row groups: Spark splits Parquet at row groups, and the CPU run needs a split
+        # Small row groups: Spark splits Parquet at row groups, and the CPU runs need a split
         # per core.
-        pq.write_table(first.slice(0, min(n, first.num_rows)),
+        pq.write_table(first_rows([j[0] for j in jobs], n),
                        os.path.join(a.out, sub, "part-00000.parquet"), row_group_size=1024)
-
-    rng = np.random.default_rng(a.seed + 1)
-    rows = []
-    for t in range(a.adapters):
-        w = (rng.standard_normal((a.d_in, a.d_out)) / np.sqrt(a.d_in)).astype(np.float32)
-        save_file({"weight": w}, os.path.join(a.out, "adapters", f"tenant_{t:03d}.safetensors"))
-        rows.append(pa.table({
-            "adapter_id": pa.array([f"tenant_{t:03d}"] * a.d_in, pa.string()),
-            "k": pa.array(np.arange(a.d_in, dtype=np.int32)),
-            "w_row": pa.FixedSizeListArray.from_arrays(pa.array(w.reshape(-1)), a.d_out)
-                       .cast(pa.list_(pa.float32()))}))
-    pq.write_table(pa.concat_tables(rows), os.path.join(a.out, "weights_rows", "part-00000.parquet"),
-                   row_group_size=8192)
+    write_adapters(a)
     gb = a.rows * a.d_in * 4 / 1e9
+    shape = (f"LoRA {a.d_in} -> r {a.rank} -> {a.d_out}" if a.function == "lora_apply"
+             else f"{a.d_in} x {a.d_out}")
     print(f"generated {a.rows} rows x {a.d_in} features ({gb:.2f} GB) in {len(jobs)} files, "
-          f"{a.adapters} adapters {a.d_in} x {a.d_out}, under {a.out}")
+          f"{a.adapters} adapters {shape}, ids {a.skew}"
+          f"{f' (s = {a.zipf_s})' if a.skew == 'zipf' else ''}, under {a.out}")
 
 
 if __name__ == "__main__":
