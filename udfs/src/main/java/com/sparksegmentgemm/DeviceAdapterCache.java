@@ -17,8 +17,12 @@ import org.slf4j.LoggerFactory;
  * resident, the least recently used unpinned slot is reloaded from host memory.
  *
  * <p>A batch pins the slots it uses ({@link #acquire}) until its kernel has finished, so another
- * task thread never overwrites weights a running kernel reads. Thread-safe. Device memory is
- * allocated on first use, through RMM.
+ * task thread never overwrites weights a running kernel reads. Thread-safe: the lock guards the
+ * slot tables only; an upload (rounding to the dtype, the host staging and the copy) runs outside
+ * it, so task threads whose adapters are resident, or loading different ones, do not wait for
+ * it (on the H200 one lock around the uploads stalled every task thread of a job's first
+ * batches, issue 14). A thread that needs an adapter another thread is loading waits for that
+ * load. Device memory is allocated on first use, through RMM.
  */
 public final class DeviceAdapterCache implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(DeviceAdapterCache.class);
@@ -30,6 +34,8 @@ public final class DeviceAdapterCache implements AutoCloseable {
   private final int[] slotOf;       // adapter -> slot, or -1
   private final int[] adapterIn;    // slot -> adapter, or -1
   private final int[] pins;
+  /** Slots whose upload is under way, outside the lock (pinned by the loading thread). */
+  private final boolean[] loading;
   private final long[] lastUse;
   private long tick;
   private long loads;
@@ -61,6 +67,7 @@ public final class DeviceAdapterCache implements AutoCloseable {
     this.slotOf = new int[adapters.size()];
     this.adapterIn = new int[slots];
     this.pins = new int[slots];
+    this.loading = new boolean[slots];
     this.lastUse = new long[slots];
     Arrays.fill(slotOf, -1);
     Arrays.fill(adapterIn, -1);
@@ -149,32 +156,93 @@ public final class DeviceAdapterCache implements AutoCloseable {
   /**
    * Makes adapters[from], adapters[from + 1], ... resident and pins them, as many as fit (at
    * least one: it waits while other tasks pin every slot). The adapters must be distinct.
+   * Slots are chosen under the lock; the adapters that were not resident are uploaded after it
+   * is released, and the lease is returned once every slot it holds is loaded.
    */
-  public synchronized Lease acquire(int[] adapters, int from, int to) {
-    while (true) {
-      allocate();
-      int[] got = new int[to - from];
-      int n = 0;
-      for (int i = from; i < to; i++) {
-        int a = adapters[i];
-        int s = slotOf[a];
-        if (s < 0) {
-          s = victim();
-          if (s < 0) break;
-          load(a, s);
+  public Lease acquire(int[] adapters, int from, int to) {
+    int[] got;
+    int[] mine;   // the slots this call uploads: mine[0 .. uploads)
+    int uploads = 0;
+    synchronized (this) {
+      while (true) {
+        allocate();
+        got = new int[to - from];
+        mine = new int[to - from];
+        int n = 0;
+        for (int i = from; i < to; i++) {
+          int a = adapters[i];
+          int s = slotOf[a];
+          if (s < 0) {
+            s = victim();
+            if (s < 0) break;
+            if (adapterIn[s] >= 0) slotOf[adapterIn[s]] = -1;
+            adapterIn[s] = a;
+            slotOf[a] = s;
+            loading[s] = true;
+            mine[uploads++] = s;
+          }
+          pins[s]++;
+          lastUse[s] = ++tick;
+          got[n++] = s;
         }
-        pins[s]++;
-        lastUse[s] = ++tick;
-        got[n++] = s;
-      }
-      if (n > 0) return new Lease(Arrays.copyOf(got, n));
-      try {
-        wait();
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        throw new IllegalStateException("interrupted while waiting for a free adapter slot", e);
+        if (n > 0) {
+          got = Arrays.copyOf(got, n);
+          break;
+        }
+        waitForChange("a free adapter slot");
       }
     }
+    Lease lease = new Lease(got);
+    try {
+      for (int i = 0; i < uploads; i++) upload(mine[i]);
+    } catch (RuntimeException | Error e) {
+      synchronized (this) {
+        // The slots this call was filling hold nothing usable: free them for a later try.
+        for (int i = 0; i < uploads; i++) {
+          int s = mine[i];
+          loading[s] = false;
+          slotOf[adapterIn[s]] = -1;
+          adapterIn[s] = -1;
+        }
+        notifyAll();
+      }
+      lease.close();
+      throw e;
+    }
+    boolean retry = false;
+    synchronized (this) {
+      for (int i = 0; i < uploads; i++) loading[mine[i]] = false;
+      loads += uploads;
+      notifyAll();
+      try {
+        // Slots another thread is uploading the same adapters to: wait for those uploads.
+        for (int i = 0; i < got.length && !retry; i++) {
+          int a = adapters[from + i];
+          while (loading[got[i]] && adapterIn[got[i]] == a) waitForChange("an adapter upload");
+          // That thread's upload failed and freed the slot: try again, uploading it here.
+          retry = adapterIn[got[i]] != a;
+        }
+      } catch (RuntimeException e) {
+        lease.close();
+        throw e;
+      }
+    }
+    if (retry) {
+      lease.close();
+      return acquire(adapters, from, to);
+    }
+    return lease;
+  }
+
+  private void waitForChange(String what) {
+    ensureOpen();
+    try {
+      wait();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while waiting for " + what, e);
+    }
+    ensureOpen();
   }
 
   /** An empty slot, else the least recently used unpinned one, else -1. */
@@ -189,14 +257,19 @@ public final class DeviceAdapterCache implements AutoCloseable {
   }
 
   /**
-   * Copies adapter a's rounded weights into slot s of every stage. The copies are synchronous,
-   * so a kernel that another thread launches after it sees the slot resident reads the new
-   * weights.
+   * Copies slot s's adapter's rounded weights into slot s of every stage, outside the lock (the
+   * slot is pinned and marked loading, so no other thread writes or reads it). The copies are
+   * synchronous, so a kernel launched after the slot is marked loaded sees the new weights.
    */
-  private void load(int a, int s) {
-    if (adapterIn[s] >= 0) slotOf[adapterIn[s]] = -1;
-    adapterIn[s] = -1;
-    for (int k = 0; k < slabs.length; k++) {
+  private void upload(int s) {
+    int a;
+    DeviceMemoryBuffer[] dst;
+    synchronized (this) {
+      ensureOpen();
+      a = adapterIn[s];
+      dst = slabs;
+    }
+    for (int k = 0; k < dst.length; k++) {
       float[] w = adapters.rounded(a, k, dtype);
       try (HostMemoryBuffer h = HostMemoryBuffer.allocate(slotBytes[k])) {
         if (dtype == DType.FLOAT32) {
@@ -205,14 +278,16 @@ public final class DeviceAdapterCache implements AutoCloseable {
           short[] bits = dtype.toBits(w);
           h.setShorts(0, bits, 0, bits.length);
         }
-        slabs[k].copyFromHostBuffer(s * slotBytes[k], h, 0, slotBytes[k]);
+        dst[k].copyFromHostBuffer(s * slotBytes[k], h, 0, slotBytes[k]);
       }
     }
-    adapterIn[s] = a;
-    slotOf[a] = s;
-    loads++;
     LOG.debug("Adapter '{}' loaded into device slot {} of {} ({})", adapters.ids().get(a), s,
         slots, dtype);
+  }
+
+  private boolean anyLoading() {
+    for (boolean l : loading) if (l) return true;
+    return false;
   }
 
   private void ensureOpen() {
@@ -223,6 +298,16 @@ public final class DeviceAdapterCache implements AutoCloseable {
   public synchronized void close() {
     if (closed) return;
     closed = true;
+    // Uploads run outside the lock: let those under way finish before their slabs are freed.
+    boolean interrupted = false;
+    while (anyLoading()) {
+      try {
+        wait();
+      } catch (InterruptedException e) {
+        interrupted = true;
+      }
+    }
+    if (interrupted) Thread.currentThread().interrupt();
     try (ColumnVector i = ids) {
       if (slabs != null) for (DeviceMemoryBuffer b : slabs) b.close();
     } finally {

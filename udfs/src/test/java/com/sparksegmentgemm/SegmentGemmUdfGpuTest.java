@@ -370,6 +370,36 @@ class SegmentGemmUdfGpuTest {
   }
 
   @Test
+  void concurrentTasksShareASmallCache() throws Exception {
+    // 8 task threads, 5 slots for 40 adapters: uploads (outside the cache's lock), evictions,
+    // waits for a free slot and for another thread's upload of the same adapter all happen;
+    // every batch must still match the reference.
+    SegmentGemmSettings s = settings("named", DType.BFLOAT16).withDeviceCacheBytes(5L * D_IN * D_OUT * 2);
+    AdapterRegistry.clear();
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(8);
+    try {
+      List<java.util.concurrent.Future<?>> done = new ArrayList<>();
+      for (int t = 0; t < 8; t++) {
+        int seed = 100 + t;
+        done.add(pool.submit(() -> {
+          for (int b = 0; b < 4; b++) {
+            List<UdfCases.Input> rows = UdfCases.skewed(new Random(seed * 10L + b), ids("named"),
+                500, D_IN, 0.02);
+            checkBatch("named", s, rows, "thread " + seed + " batch " + b);
+          }
+          return null;
+        }));
+      }
+      for (java.util.concurrent.Future<?> f : done) f.get(5, java.util.concurrent.TimeUnit.MINUTES);
+    } finally {
+      pool.shutdownNow();
+    }
+    DeviceAdapterCache cache = AdapterRegistry.deviceCache(s, AdapterWeights.Function.SEGMENT_GEMM);
+    assertEquals(5, cache.slots());
+    assertTrue(cache.loads() > 40, cache.loads() + " uploads: the 5 slots were reused");
+  }
+
+  @Test
   void smallGpuBatchBytesSplitsTheBatch() {
     SegmentGemmSettings s = settings("named", DType.FLOAT16).withGpuBatchBytes(100L * (D_IN + D_OUT) * 2);
     List<UdfCases.Input> rows = UdfCases.skewed(new Random(15), ids("named"), 1000, D_IN, 0.02);
