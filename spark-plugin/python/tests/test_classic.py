@@ -158,6 +158,25 @@ def test_gpu_session_conf(monkeypatch, tmp_path):
         session(Builder(), jar="/x/ours.jar", gpu=True, rapids_jar="/nope.jar")
 
 
+def test_remote_builder_gets_only_runtime_conf():
+    """A Spark Connect builder: the jar, extensions and plugin are the server's business; only
+    the adapters path and the given entries go to the session."""
+    seen = {}
+
+    class Builder:
+        _options = {"spark.remote": "sc://127.0.0.1:15002"}
+
+        def config(self, k, v):
+            seen[k] = v
+            return self
+
+        def getOrCreate(self):
+            return seen
+
+    out = session(Builder(), adapters="/data/adapters", **{"spark.segmentgemm.onBadRow": "null"})
+    assert out == {ADAPTERS_PATH: "/data/adapters", "spark.segmentgemm.onBadRow": "null"}
+
+
 def test_find_jar_env(monkeypatch, tmp_path):
     monkeypatch.setenv("SEGMENT_GEMM_JAR", str(tmp_path / "missing.jar"))
     with pytest.raises(FileNotFoundError, match="SEGMENT_GEMM_JAR=.*missing.jar is not a file"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 from pyspark.sql import Column, SparkSession
 
@@ -225,7 +225,7 @@ def find_jar() -> str:
         "-DskipTests) or set SEGMENT_GEMM_JAR to its path")
 
 
-def _merged(existing: Optional[str], first: List[str], last: List[str] = ()) -> str:  # type: ignore[assignment]
+def _merged(existing: Optional[str], first: Sequence[str], last: Sequence[str] = ()) -> str:
     """A comma-separated list: ``first``, then the existing entries, then ``last``, once each."""
     items: List[str] = []
     for v in list(first) + [s.strip() for s in (existing or "").split(",")] + list(last):
