@@ -53,7 +53,12 @@ class AdapterStoreTest {
   }
 
   private static AdapterStore load(String sub) throws IOException {
-    return AdapterStore.load(FIXTURES.resolve(sub).toUri().toString(), false, new Configuration());
+    return load(FIXTURES.resolve(sub));
+  }
+
+  /** The adapters under dir, row-major, with a default Hadoop configuration. */
+  private static AdapterStore load(Path dir) throws IOException {
+    return AdapterStore.load(dir.toUri().toString(), false, new Configuration());
   }
 
   @Test
@@ -113,18 +118,17 @@ class AdapterStoreTest {
     // r absent: 8, which the rank-2 tensors contradict, unless rank_pattern says 2.
     Files.writeString(config, "{\"lora_alpha\": 4}");
     IllegalArgumentException r8 = assertThrows(IllegalArgumentException.class,
-        () -> AdapterStore.load(tmp.toUri().toString(), false, new Configuration()).lora(""));
+        () -> load(tmp).lora(""));
     assertTrue(r8.getMessage().contains("adapter_config.json gives r = 8 for module "
         + "base_model.model.layers.0.mlp.down_proj but its lora_A/lora_B tensors have rank 2"),
         r8.getMessage());
     Files.writeString(config, "{\"rank_pattern\": {\"down_proj\": 2}, \"alpha_pattern\": "
         + "{\"q_proj\": 100}}");
-    AdapterWeights lora = AdapterStore.load(tmp.toUri().toString(), false, new Configuration())
-        .lora("");
+    AdapterWeights lora = load(tmp).lora("");
     assertEquals((float) (b00 * 8 / 2.0), lora.weight(0, 1)[0], "lora_alpha absent: 8");
     Files.writeString(config, "{\"r\": 2, \"lora_alpha\": \"four\"}");
     IllegalArgumentException text = assertThrows(IllegalArgumentException.class,
-        () -> AdapterStore.load(tmp.toUri().toString(), false, new Configuration()).lora(""));
+        () -> load(tmp).lora(""));
     assertTrue(text.getMessage().endsWith("adapter_config.json has lora_alpha = \"four\"; it must "
         + "be a positive number (PEFT's default 8 applies only when it is absent)"),
         text.getMessage());
@@ -132,8 +136,7 @@ class AdapterStoreTest {
     Files.move(tmp.resolve("l0/adapter_model.safetensors"), tmp.resolve("loose.safetensors"));
     Files.delete(config);
     Files.delete(tmp.resolve("l0"));
-    AdapterWeights loose = AdapterStore.load(tmp.toUri().toString(), false, new Configuration())
-        .lora("");
+    AdapterWeights loose = load(tmp).lora("");
     assertEquals(List.of("loose"), loose.ids());
     assertEquals((float) (b00 * 8 / 2.0), loose.weight(0, 1)[0]);
   }
@@ -158,7 +161,7 @@ class AdapterStoreTest {
       throws IOException {
     Map<String, AdapterFiles.Lora> written = AdapterFiles.writeLora(tmp, new java.util.Random(7),
         3, 10, 6, 4, 2);
-    AdapterStore store = AdapterStore.load(tmp.toUri().toString(), false, new Configuration());
+    AdapterStore store = load(tmp);
     assertEquals(0, store.dense().size());
     AdapterWeights w = store.lora("");
     assertEquals(AdapterWeights.Function.LORA_APPLY, w.function());
@@ -201,13 +204,12 @@ class AdapterStoreTest {
     // alpha_pattern keys are regular expressions on the module name's tail, as in PEFT.
     Files.writeString(config, "{\"r\": 2, \"lora_alpha\": 4, \"alpha_pattern\": "
         + "{\"mlp\\\\.down_.*\": 10}}");
-    AdapterWeights lora = AdapterStore.load(tmp.toUri().toString(), false, new Configuration())
-        .lora("");
+    AdapterWeights lora = load(tmp).lora("");
     float b00 = w.get("l0").b()[0];
     assertEquals((float) (b00 * 10 / 2.0), lora.weight(0, 1)[0]);
     Files.writeString(config, "{\"r\": 2, \"lora_alpha\": 4, \"use_dora\": true}");
     IllegalArgumentException dora = assertThrows(IllegalArgumentException.class,
-        () -> AdapterStore.load(tmp.toUri().toString(), false, new Configuration()).lora(""));
+        () -> load(tmp).lora(""));
     assertTrue(dora.getMessage().contains("sets use_dora in its adapter_config.json"),
         dora.getMessage());
     String m = "base_model.model.layers.0.mlp.down_proj.";
@@ -218,7 +220,7 @@ class AdapterStoreTest {
             m + "lora_B.bias", new long[] {4})));
     Files.writeString(config, "{\"r\": 2, \"lora_alpha\": 4}");
     IllegalArgumentException bias = assertThrows(IllegalArgumentException.class,
-        () -> AdapterStore.load(tmp.toUri().toString(), false, new Configuration()).lora(""));
+        () -> load(tmp).lora(""));
     assertTrue(bias.getMessage().contains("lora_B.bias beside lora_A/lora_B"), bias.getMessage());
   }
 
