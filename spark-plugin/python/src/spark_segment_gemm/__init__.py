@@ -66,23 +66,22 @@ def _call(name: str, *cols: ColumnOrName) -> Column:
     """
     from pyspark.sql import functions as F
 
-    kinds = {_kind(c) for c in cols if isinstance(c, Column)}
-    if "connect" in kinds and "classic" in kinds:
+    connect = {_is_connect(c) for c in cols if isinstance(c, Column)}  # True: a Connect Column
+    if connect == {True, False}:
         raise TypeError(f"{name}: the columns mix a Spark Connect Column and a classic Column")
-    if "connect" in kinds:
+    if True in connect:
         from pyspark.sql.connect import functions as CF
 
         return CF.call_function(name, *cols)
-    if "classic" in kinds:
+    if False in connect:
         # The undecorated classic implementation, whatever the process-wide switch says.
         return F.call_function.__wrapped__(name, *cols)  # type: ignore[attr-defined]
     return F.call_function(name, *cols)
 
 
-def _kind(c: Column) -> str:
-    """'connect' or 'classic': the package of a Column's class (pyspark.sql.<kind>.column)."""
-    module = type(c).__module__
-    return "connect" if module.startswith("pyspark.sql.connect") else "classic"
+def _is_connect(obj: Any) -> bool:
+    """Whether a Column or session is Spark Connect's: its class lives in pyspark.sql.connect."""
+    return type(obj).__module__.startswith("pyspark.sql.connect")
 
 
 def _check(name: str, **cols: Any) -> None:
@@ -160,10 +159,6 @@ def lora_apply(adapter_col: ColumnOrName, features_col: ColumnOrName) -> Column:
     """
     _check("lora_apply", adapter_col=adapter_col, features_col=features_col)
     return _call("lora_apply", adapter_col, features_col)
-
-
-def _is_connect(spark: Any) -> bool:
-    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def use_adapters(spark: AnySession, path: str, validate: bool = True) -> Optional[List[str]]:
