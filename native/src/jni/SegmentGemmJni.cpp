@@ -242,4 +242,72 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_scatterRowsToFloat0(
   });
 }
 
+JNIEXPORT jlong JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_groupRowsWorkspaceSize0(
+    JNIEnv* env, jclass, jlong rows, jint num_adapters) {
+  return guarded(env, __func__, [&]() -> jlong {
+    size_t bytes = 0;
+    return ok(env, sgemm_group_rows_workspace_size(rows, num_adapters, &bytes))
+               ? static_cast<jlong>(bytes) : 0;
+  });
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_groupRows0(
+    JNIEnv* env, jclass, jlong adapter, jlong known, jlong present, jlong offsets, jlong has_null,
+    jlong rows, jlong d_in, jint num_adapters, jlong d_out, jlong order, jlong dest,
+    jlong out_offsets, jlong valid, jlong summary, jlong workspace, jlong workspace_bytes,
+    jlong stream) {
+  return guarded(env, __func__, [&]() -> void {
+    ok(env, sgemm_group_rows(ptr<const int32_t>(adapter), ptr<const uint8_t>(known),
+                             ptr<const uint8_t>(present), ptr<const int32_t>(offsets),
+                             ptr<const uint8_t>(has_null), rows, d_in, num_adapters, d_out,
+                             ptr<int32_t>(order), ptr<int32_t>(dest), ptr<int32_t>(out_offsets),
+                             ptr<uint32_t>(valid), ptr<int32_t>(summary), ptr<void>(workspace),
+                             static_cast<size_t>(workspace_bytes), ptr<void>(stream)));
+  });
+}
+
+JNIEXPORT jlong JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_timerCreate0(JNIEnv* env, jclass,
+                                                                   jint marks) {
+  return guarded(env, __func__, [&]() -> jlong {
+    sgemm_timer* timer = nullptr;
+    return ok(env, sgemm_timer_create(&timer, marks))
+               ? static_cast<jlong>(reinterpret_cast<uintptr_t>(timer)) : 0;
+  });
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_timerMark0(JNIEnv* env, jclass,
+                                                                 jlong timer, jint mark,
+                                                                 jlong stream) {
+  return guarded(env, __func__, [&]() -> void {
+    ok(env, sgemm_timer_mark(ptr<sgemm_timer>(timer), mark, ptr<void>(stream)));
+  });
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_timerRead0(JNIEnv* env, jclass,
+                                                                 jlong timer, jfloatArray ms) {
+  return guarded(env, __func__, [&]() -> void {
+    const jsize n = env->GetArrayLength(ms);
+    float values[64];
+    if (n > 64) {
+      throw_java(env, SGEMM_INVALID_ARGUMENT, "timerRead: more than 64 intervals", 0);
+      return;
+    }
+    if (!ok(env, sgemm_timer_read(ptr<sgemm_timer>(timer), values))) return;
+    env->SetFloatArrayRegion(ms, 0, n, values);
+  });
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_timerDestroy0(JNIEnv* env, jclass,
+                                                                    jlong timer) {
+  return guarded(env, __func__, [&]() -> void {
+    ok(env, sgemm_timer_destroy(ptr<sgemm_timer>(timer)));
+  });
+}
+
 }  // extern "C"

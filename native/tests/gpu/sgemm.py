@@ -150,6 +150,14 @@ def lib() -> ctypes.CDLL:
         "sgemm_run": (st, [P, ctypes.POINTER(RunArgs), P]),
         "sgemm_describe_plan": (st, [P, ctypes.POINTER(RunArgs), ctypes.c_char_p, c_size]),
         "sgemm_check": (st, [P, P]),
+        "sgemm_group_rows_workspace_size": (st, [ctypes.c_int64, ctypes.c_int32,
+                                                 ctypes.POINTER(c_size)]),
+        "sgemm_group_rows": (st, [P, P, P, P, P, ctypes.c_int64, ctypes.c_int64, ctypes.c_int32,
+                                  ctypes.c_int64, P, P, P, P, P, P, c_size, P]),
+        "sgemm_timer_create": (st, [ctypes.POINTER(P), c_int]),
+        "sgemm_timer_mark": (st, [P, c_int, P]),
+        "sgemm_timer_read": (st, [P, ctypes.POINTER(ctypes.c_float)]),
+        "sgemm_timer_destroy": (st, [P]),
     }
     for name, (restype, argtypes) in sig.items():
         fn = getattr(L, name)
@@ -509,3 +517,51 @@ def compare(y, ref, bound, torch_dtype=None, tol=None):
                                   allowed=float(allowed[r, c])))
     return {"ok": n_nan == 0 and n_bad == 0, "n_nan": n_nan, "n_bad": n_bad, "rel": rel,
             "worst": worst, "first_bad": first_bad, "tol": tol}
+
+
+# --- the columnar caller's group pass (segment_gemm_rows.h) ------------------------------------
+
+def group_rows(adapter, offsets, num_adapters, d_in, d_out, known=None, present=None,
+               has_null=None, stream=None):
+    """sgemm_group_rows over torch tensors (int32 adapter and offsets, uint8 masks or None).
+    Returns (order, dest, out_offsets, valid, summary) as torch tensors, after a sync."""
+    torch = _torch()
+    rows = adapter.numel()
+    dev = adapter.device
+    i32 = dict(dtype=torch.int32, device=dev)
+    nbytes = ctypes.c_size_t(0)
+    _call("sgemm_group_rows_workspace_size", rows, num_adapters, ctypes.byref(nbytes))
+    ws = torch.empty(max(1, nbytes.value), dtype=torch.uint8, device=dev)
+    order = torch.full((max(1, rows),), -7, **i32)
+    dest = torch.full((max(1, rows),), -7, **i32)
+    out_offsets = torch.full((rows + 1,), -7, **i32)
+    valid = torch.full((max(1, (rows + 511) // 512 * 16),), -1, **i32)
+    summary = torch.full((num_adapters + 2,), -7, **i32)
+    _call("sgemm_group_rows", _ptr(adapter), _ptr(known), _ptr(present), _ptr(offsets),
+          _ptr(has_null), rows, d_in, num_adapters, d_out, _ptr(order), _ptr(dest),
+          _ptr(out_offsets), _ptr(valid), _ptr(summary), _ptr(ws), nbytes.value,
+          stream_handle(stream))
+    torch.cuda.synchronize()
+    return order, dest, out_offsets, valid, summary
+
+
+class Timer:
+    """sgemm_timer: CUDA events marked on a stream, read as milliseconds between marks."""
+
+    def __init__(self, marks: int):
+        self.marks = marks
+        self._t = ctypes.c_void_p()
+        _call("sgemm_timer_create", ctypes.byref(self._t), marks)
+
+    def mark(self, i: int, stream=None) -> None:
+        _call("sgemm_timer_mark", self._t, i, stream_handle(stream))
+
+    def read(self) -> list[float]:
+        ms = (ctypes.c_float * (self.marks - 1))()
+        _call("sgemm_timer_read", self._t, ms)
+        return list(ms)
+
+    def close(self) -> None:
+        if self._t:
+            _call("sgemm_timer_destroy", self._t)
+            self._t = ctypes.c_void_p()

@@ -6,19 +6,17 @@ import ai.rapids.cudf.ColumnVector;
 import ai.rapids.cudf.ColumnView;
 import ai.rapids.cudf.Cuda;
 import ai.rapids.cudf.DeviceMemoryBuffer;
-import ai.rapids.cudf.GroupByAggregation;
 import ai.rapids.cudf.HostColumnVector;
-import ai.rapids.cudf.NullPolicy;
+import ai.rapids.cudf.HostMemoryBuffer;
 import ai.rapids.cudf.OrderByArg;
 import ai.rapids.cudf.OutOfBoundsPolicy;
 import ai.rapids.cudf.RmmException;
 import ai.rapids.cudf.Scalar;
-import ai.rapids.cudf.ScanAggregation;
-import ai.rapids.cudf.ScanType;
 import ai.rapids.cudf.Table;
 import com.nvidia.spark.rapids.jni.GpuSplitAndRetryOOM;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
@@ -29,9 +27,11 @@ import java.util.Optional;
  * stream (the one cuDF and the RAPIDS Accelerator use):
  * <ol>
  *   <li>group: adapter ids (STRING, or INT/LONG as their decimal strings) are looked up in the
- *       device cache's sorted id column (lower bound + equality), rows are validated (null
- *       inputs, unknown adapters, wrong lengths, null values), and a sort by adapter index gives
- *       the row order; only the per-adapter row counts come to the host, once per batch;</li>
+ *       device cache's sorted id column (cuDF lower bound + equality); then one native pass
+ *       ({@code sgemm_group_rows}) validates the rows (null inputs, unknown adapters, wrong
+ *       lengths, null values), sorts the computed ones by adapter (stable), and lays out the
+ *       result's offsets and validity; only the rows per adapter, the computed rows and the first
+ *       bad row come to the host, in one copy: the group phase's one synchronisation;</li>
  *   <li>gather: features' rows are gathered in that order into one contiguous
  *       {@code (rows, d_in)} x in the compute dtype (one native pass,
  *       {@code sgemm_gather_float_rows}, rounding as {@link DType} does);</li>
@@ -42,9 +42,12 @@ import java.util.Optional;
  *       spills, retries and splits it, see {@link #splitAndRetry});</li>
  *   <li>scatter: y is widened to float and each row written straight to its place in the
  *       result's child values, in the original row order (one native pass,
- *       {@code sgemm_scatter_rows_to_float}); rows that were null or bad come out null and
- *       empty.</li>
+ *       {@code sgemm_scatter_rows_to_float}); the LIST column is built around those values with
+ *       the group pass's offsets and validity, without a copy; rows that were null or bad come
+ *       out null and empty.</li>
  * </ol>
+ * Gather, kernels and scatter are enqueued back to back and checked once, at the end (the
+ * batch's second and last synchronisation); their times come from CUDA events between them.
  */
 public final class ColumnarSegmentGemm {
   /** What the UDF returns: ARRAY&lt;FLOAT&gt; with non-null elements, as a cuDF type. */
@@ -67,8 +70,8 @@ public final class ColumnarSegmentGemm {
 
   /**
    * @param times where to add phase times and the kernel plans, or null; the phases are timed
-   *     either way for {@link SegmentGemmMetrics} (the stream is synchronised at each phase
-   *     boundary), the plans only asked for when times is given
+   *     either way for {@link SegmentGemmMetrics} (by CUDA events, no extra synchronisation),
+   *     the plans only asked for when times is given
    */
   public ColumnarSegmentGemm(SegmentGemmSettings settings, AdapterWeights.Function function,
       PhaseTimes times) {
@@ -131,64 +134,210 @@ public final class ColumnarSegmentGemm {
     // Empty batches are ordinary (filters, skew, small files): the declared type, no GPU work.
     if (rows == 0) return allNull(0);
     long t = System.nanoTime();
-    try (ColumnVector key = adapterKeys(ids, features);
-         ColumnVector order = sortOrder(key);
-         ColumnVector featureColumn = owned(features);
-         Table source = new Table(featureColumn)) {
-      int n = rows - (int) key.getNullCount();
+    int adapters = (int) cache.ids().getRowCount();
+    try (ColumnVector featureColumn = owned(features);
+         Table source = new Table(featureColumn);
+         Lookup lookup = lookup(ids);
+         Grouped g = group(lookup, featureColumn, rows, adapters)) {
+      if (g.firstBad >= 0 && settings.onBadRow() == SegmentGemmConf.OnBadRow.ERROR) {
+        throw badRow(g.firstBad, lookup, featureColumn);
+      }
+      int n = g.n;
       if (n == 0) return allNull(rows);
       if ((long) n * dOut > Integer.MAX_VALUE) {
         throw new IllegalArgumentException(name + ": " + n + " rows x d_out " + dOut
             + " output values exceed one cuDF list column; use smaller batches"
             + " (spark.rapids.sql.batchSizeBytes)");
       }
-      long[][] segments = segments(key);
+      long[][] segments = g.segments();
       times.segments += segments[0].length;
-      try (ColumnVector rank = validRank(key);
-           ColumnVector dest = destinations(rank, order, n)) {
-        t = lap(t, 0);
-        DeviceMemoryBuffer out = DeviceMemoryBuffer.allocate((long) n * dOut * 4);
-        try (ColumnVector child = new ColumnVector(ai.rapids.cudf.DType.FLOAT32, (long) n * dOut,
-            Optional.of(0L), out, null, null)) {
-          compute(source, order, dest, n, segments, out);
-          t = System.nanoTime();
-          ColumnVector result = asLists(child, rank, key, n);
-          lap(t, 3);
-          return result;
-        }
+      times.groupNs += System.nanoTime() - t;
+      DeviceMemoryBuffer out = DeviceMemoryBuffer.allocate((long) n * dOut * 4);
+      try {
+        compute(source, g.order, g.dest, n, segments, out);
+        return g.asLists(out, rows, n, dOut);  // takes out
+      } catch (RuntimeException | Error e) {
+        out.close();
+        throw e;
       }
     }
   }
 
-  /** For each row, how many computed (non-null key) rows come before it: its place in the output. */
-  private static ColumnVector validRank(ColumnVector key) {
-    try (ColumnVector valid = key.isNotNull();
-         ColumnVector ones = valid.castTo(ai.rapids.cudf.DType.INT32)) {
-      return ones.scan(ScanAggregation.sum(), ScanType.EXCLUSIVE, NullPolicy.INCLUDE);
+  /**
+   * Each row's adapter index in the device cache's sorted ids (lower bound) and whether the id
+   * there is the row's (equality): STRING ids as they are, INT/LONG ids as their decimal strings.
+   */
+  private record Lookup(ColumnVector idStr, ColumnVector position, ColumnVector found)
+      implements AutoCloseable {
+    @Override
+    public void close() {
+      try (idStr; position; found) {
+        // closes each (null ones are skipped)
+      }
     }
   }
 
-  /** Output row of each of the first n sorted rows (the computed ones): rank[order[r]]. */
-  private static ColumnVector destinations(ColumnVector rank, ColumnVector order, int n) {
-    try (ColumnVector head = order.subVector(0, n);
-         Table ranks = new Table(rank);
-         Table gathered = ranks.gather(head)) {
-      return gathered.getColumn(0).incRefCount();
+  private Lookup lookup(ColumnView ids) {
+    ColumnVector idStr = null;
+    ColumnVector pos = null;
+    ColumnVector found = null;
+    try {
+      idStr = ids.getType().equals(ai.rapids.cudf.DType.STRING)
+          ? owned(ids) : ids.castTo(ai.rapids.cudf.DType.STRING);
+      try (Table known = new Table(cache.ids());
+           Table query = new Table(idStr)) {
+        pos = known.lowerBound(query, OrderByArg.asc(0));
+        try (Table atPos = known.gather(pos, OutOfBoundsPolicy.NULLIFY)) {
+          found = atPos.getColumn(0).equalTo(idStr);
+        }
+      }
+      return new Lookup(idStr, pos, found);
+    } catch (RuntimeException | Error e) {
+      try (ColumnVector a = idStr; ColumnVector b = pos; ColumnVector c = found) {
+        throw e;
+      }
     }
   }
 
   /**
-   * The result LIST column in the original row order: the computed rows' values lie in child in
-   * that order already (scattered there by the native widening pass), so offsets are rank * d_out,
-   * and rows whose key is null are null (and empty).
+   * The group phase's results, on the device: the computed rows in adapter order, each one's
+   * result row, the result column's offsets and validity; and on the host the rows per adapter,
+   * the computed rows and the first bad row (sgemm_group_rows, then one copy to the host).
    */
-  private ColumnVector asLists(ColumnVector child, ColumnVector rank, ColumnVector key, int n) {
-    try (Scalar width = Scalar.fromInt(dOut);
-         ColumnVector starts = rank.mul(width, ai.rapids.cudf.DType.INT32);
-         ColumnVector end = ColumnVector.fromInts(n * dOut);
-         ColumnVector offsets = ColumnVector.concatenate(starts, end);
-         ColumnVector lists = child.makeListFromOffsets(key.getRowCount(), offsets)) {
-      return lists.mergeAndSetValidity(BinaryOp.BITWISE_AND, key);
+  private static final class Grouped implements AutoCloseable {
+    final DeviceMemoryBuffer order;
+    final DeviceMemoryBuffer dest;
+    private DeviceMemoryBuffer offsets;
+    private DeviceMemoryBuffer valid;
+    final int[] counts;
+    final int n;
+    final int firstBad;
+
+    Grouped(DeviceMemoryBuffer order, DeviceMemoryBuffer dest, DeviceMemoryBuffer offsets,
+        DeviceMemoryBuffer valid, int[] counts, int n, int firstBad) {
+      this.order = order;
+      this.dest = dest;
+      this.offsets = offsets;
+      this.valid = valid;
+      this.counts = counts;
+      this.n = n;
+      this.firstBad = firstBad;
+    }
+
+    /** {adapter index per segment, first sorted row per segment (with the end appended)}. */
+    long[][] segments() {
+      int k = 0;
+      for (int c : counts) if (c > 0) k++;
+      long[] adapter = new long[k];
+      long[] start = new long[k + 1];
+      int s = 0;
+      for (int a = 0; a < counts.length; a++) {
+        if (counts[a] == 0) continue;
+        adapter[s] = a;
+        start[s + 1] = start[s] + counts[a];
+        s++;
+      }
+      return new long[][] {adapter, start};
+    }
+
+    /**
+     * The result LIST&lt;FLOAT32&gt; column around child (the computed rows' float32 values in
+     * row order, n * width of them), with this pass's offsets and validity: no copy. It owns
+     * child, the offsets and the validity from then on.
+     */
+    ColumnVector asLists(DeviceMemoryBuffer child, int rows, int n, int width) {
+      try (ColumnView values = ColumnView.fromDeviceBuffer(child, 0, ai.rapids.cudf.DType.FLOAT32,
+          n * width)) {
+        DeviceMemoryBuffer validity = n == rows ? null : valid;
+        ColumnVector lists = new ColumnVector(ai.rapids.cudf.DType.LIST, rows,
+            Optional.of((long) (rows - n)), null, validity, offsets, List.of(child),
+            new long[] {values.getNativeView()});
+        offsets = null;
+        if (validity != null) valid = null;
+        return lists;
+      }
+    }
+
+    @Override
+    public void close() {
+      try (DeviceMemoryBuffer a = order; DeviceMemoryBuffer b = dest;
+           DeviceMemoryBuffer c = offsets; DeviceMemoryBuffer d = valid) {
+        // closes what the result did not take
+      }
+    }
+  }
+
+  /**
+   * Classifies every row (null inputs, unknown adapters, wrong lengths, null values), sorts the
+   * computed ones by adapter and lays out the result, in one native pass; the rows per adapter
+   * come to the host in one copy, the group phase's only synchronisation.
+   */
+  private Grouped group(Lookup lookup, ColumnVector features, int rows, int adapters) {
+    long validBytes = (rows + 511L) / 512 * 64;  // cuDF pads validity masks to 64 bytes
+    long wsBytes = SegmentGemmNative.groupRowsWorkspaceSize(rows, adapters);
+    List<AutoCloseable> temps = new ArrayList<>();
+    DeviceMemoryBuffer order = null, dest = null, offsets = null, valid = null;
+    try {
+      ColumnVector present = null;
+      if (lookup.idStr().getNullCount() > 0 || features.getNullCount() > 0) {
+        try (ColumnVector idOk = lookup.idStr().isNotNull();
+             ColumnVector featuresOk = features.isNotNull()) {
+          present = and(idOk, featuresOk);
+        }
+        temps.add(present);
+      }
+      ColumnVector hasNull = null;
+      try (ColumnView values = features.getChildColumnView(0)) {
+        if (values.getNullCount() > 0) {
+          hasNull = features.listContainsNulls();
+          temps.add(hasNull);
+        }
+      }
+      DeviceMemoryBuffer summary = DeviceMemoryBuffer.allocate(4L * (adapters + 2));
+      temps.add(summary);
+      DeviceMemoryBuffer ws = DeviceMemoryBuffer.allocate(Math.max(1, wsBytes));
+      temps.add(ws);
+      order = DeviceMemoryBuffer.allocate(4L * rows);
+      dest = DeviceMemoryBuffer.allocate(4L * rows);
+      offsets = DeviceMemoryBuffer.allocate(4L * (rows + 1));
+      valid = DeviceMemoryBuffer.allocate(validBytes);
+      try (ColumnView listOffsets = features.getListOffsetsView();
+           BaseDeviceMemoryBuffer offsetData = listOffsets.getData();
+           BaseDeviceMemoryBuffer posData = lookup.position().getData();
+           BaseDeviceMemoryBuffer foundData = lookup.found().getData();
+           BaseDeviceMemoryBuffer presentData = present == null ? null : present.getData();
+           BaseDeviceMemoryBuffer hasNullData = hasNull == null ? null : hasNull.getData()) {
+        SegmentGemmNative.groupRows(posData.getAddress(), foundData.getAddress(),
+            presentData == null ? 0 : presentData.getAddress(), offsetData.getAddress(),
+            hasNullData == null ? 0 : hasNullData.getAddress(), rows, dIn, adapters, dOut,
+            order.getAddress(), dest.getAddress(), offsets.getAddress(), valid.getAddress(),
+            summary.getAddress(), ws.getAddress(), ws.getLength(), stream.getStream());
+      }
+      int[] counts = new int[adapters];
+      int n;
+      int firstBad;
+      try (HostMemoryBuffer host = HostMemoryBuffer.allocate(summary.getLength())) {
+        host.copyFromDeviceBuffer(summary, stream);  // waits for the pass
+        host.getInts(counts, 0, 0, adapters);
+        n = host.getInt(4L * adapters);
+        firstBad = host.getInt(4L * (adapters + 1));
+      }
+      Grouped g = new Grouped(order, dest, offsets, valid, counts, n, firstBad);
+      order = dest = offsets = valid = null;
+      return g;
+    } finally {
+      try (DeviceMemoryBuffer a = order; DeviceMemoryBuffer b = dest;
+           DeviceMemoryBuffer c = offsets; DeviceMemoryBuffer d = valid) {
+        for (AutoCloseable r : temps) close(r);
+      }
+    }
+  }
+
+  private static void close(AutoCloseable r) {
+    try {
+      r.close();
+    } catch (Exception e) {
+      throw e instanceof RuntimeException re ? re : new IllegalStateException(e);
     }
   }
 
@@ -212,54 +361,20 @@ public final class ColumnarSegmentGemm {
   }
 
   /**
-   * Each row's adapter index (INT32), or null for a row that yields null: a null input, or a bad
-   * row under onBadRow=null. Under onBadRow=error a bad row throws, naming its adapter.
+   * The error for the first bad row (the only path that copies row data to the host): its
+   * adapter id, whether that is known, and its length.
    */
-  private ColumnVector adapterKeys(ColumnView ids, ColumnView features) {
-    try (ColumnVector idStr = ids.getType().equals(ai.rapids.cudf.DType.STRING)
-             ? owned(ids) : ids.castTo(ai.rapids.cudf.DType.STRING);
-         Table known = new Table(cache.ids());
-         Table query = new Table(idStr);
-         ColumnVector pos = known.lowerBound(query, OrderByArg.asc(0));
-         Table atPos = known.gather(pos, OutOfBoundsPolicy.NULLIFY);
-         ColumnVector found = falseIfNull(atPos.getColumn(0).equalTo(idStr));
+  private BadRowException badRow(int row, Lookup lookup, ColumnVector features) {
+    try (ColumnVector at = ColumnVector.fromInts(row);
          ColumnVector lens = features.countElements();
-         ColumnVector lenOk = falseIfNull(eq(lens, dIn));
-         ColumnVector hasNullValue = falseIfNull(features.listContainsNulls());
-         ColumnVector noNullValue = hasNullValue.not();
-         ColumnVector foundAndLen = and(found, lenOk);
-         ColumnVector ok = and(foundAndLen, noNullValue);
-         ColumnVector idPresent = ids.isNotNull();
-         ColumnVector featPresent = features.isNotNull();
-         ColumnVector present = and(idPresent, featPresent);
-         ColumnVector notOk = ok.not();
-         ColumnVector bad = and(present, notOk)) {
-      if (settings.onBadRow() == SegmentGemmConf.OnBadRow.ERROR && any(bad)) {
-        throw firstBadRow(bad, idStr, found, lens);
-      }
-      try (Scalar none = Scalar.fromNull(ai.rapids.cudf.DType.INT32)) {
-        return ok.ifElse(pos, none);
-      }
-    }
-  }
-
-  /** The error for the first bad row (the only path that copies row data to the host). */
-  private BadRowException firstBadRow(ColumnView bad, ColumnVector idStr, ColumnVector found,
-      ColumnVector lens) {
-    try (Scalar zero = Scalar.fromInt(0);
-         ColumnVector index = ColumnVector.sequence(zero, (int) bad.getRowCount());
-         ColumnVector lensOrZero = lens.replaceNulls(zero);
-         Table all = new Table(index, idStr, found, lensOrZero);
-         Table badRows = all.filter(bad);
-         ColumnVector firstIndex = ColumnVector.fromInts(0);
-         Table first = badRows.gather(firstIndex);
-         HostColumnVector row = first.getColumn(0).copyToHost();
-         HostColumnVector id = first.getColumn(1).copyToHost();
-         HostColumnVector isKnown = first.getColumn(2).copyToHost();
-         HostColumnVector len = first.getColumn(3).copyToHost()) {
-      String where = " (row " + row.getInt(0) + " of the batch)";
+         Table all = new Table(lookup.idStr(), lookup.found(), lens);
+         Table one = all.gather(at);
+         HostColumnVector id = one.getColumn(0).copyToHost();
+         HostColumnVector isKnown = one.getColumn(1).copyToHost();
+         HostColumnVector len = one.getColumn(2).copyToHost()) {
+      String where = " (row " + row + " of the batch)";
       String adapter = id.getJavaString(0);
-      if (!isKnown.getBoolean(0)) {
+      if (isKnown.isNull(0) || !isKnown.getBoolean(0)) {
         return BadRowException.unknownAdapter(weights, idColumn, adapter, where);
       }
       if (len.getInt(0) != dIn) {
@@ -277,37 +392,13 @@ public final class ColumnarSegmentGemm {
     return v instanceof ColumnVector c ? c.incRefCount() : v.copyToColumnVector();
   }
 
-  private static ColumnVector sortOrder(ColumnVector key) {
-    try (Table t = new Table(key)) {
-      return t.sortOrder(OrderByArg.asc(0, false));  // nulls last: the computed rows come first
-    }
-  }
-
   /**
-   * The segments in sorted row order, from one small copy to the host: {adapter index per
-   * segment, first sorted row per segment (with the end appended)}.
+   * Fills out ((n, d_out) float32, rows in result order) with one native call per stage and part
+   * (a part: as many segments as fit gpuBatchBytes, the workspace cap and the device cache's
+   * slots; usually the whole batch). Nothing waits between a part's passes: the part ends with
+   * one check (a stream synchronisation), after which its adapter slots may be reused.
    */
-  private static long[][] segments(ColumnVector key) {
-    try (Table keys = new Table(key);
-         Table counts = keys.groupBy(0).aggregate(GroupByAggregation.count().onColumn(0));
-         Table sorted = counts.orderBy(OrderByArg.asc(0, false));
-         ColumnVector c64 = sorted.getColumn(1).castTo(ai.rapids.cudf.DType.INT64);
-         HostColumnVector adapters = sorted.getColumn(0).copyToHost();
-         HostColumnVector count = c64.copyToHost()) {
-      int groups = (int) adapters.getRowCount();
-      int valid = groups - (int) adapters.getNullCount();  // the null key is a group too
-      long[] adapter = new long[valid];
-      long[] start = new long[valid + 1];
-      for (int g = 0; g < valid; g++) {
-        adapter[g] = adapters.getInt(g);
-        start[g + 1] = start[g] + count.getLong(g);
-      }
-      return new long[][] {adapter, start};
-    }
-  }
-
-  /** Fills out ((n, d_out) float32, sorted row order) with one native call per part. */
-  private void compute(Table features, ColumnVector order, ColumnVector dest, int n,
+  private void compute(Table features, DeviceMemoryBuffer order, DeviceMemoryBuffer dest, int n,
       long[][] segments, DeviceMemoryBuffer out) {
     int[] adapter = Arrays.stream(segments[0]).mapToInt(a -> (int) a).toArray();
     long[] start = segments[1];
@@ -351,52 +442,66 @@ public final class ColumnarSegmentGemm {
 
   /**
    * One native call per stage over sorted rows [row, end), segments seg .. seg + k - 1
-   * (clipped); a stage's output is the next one's x, in device memory.
+   * (clipped); a stage's output is the next one's x, in device memory. Gather, stages and scatter
+   * are enqueued back to back, timed by CUDA events between them, and checked once at the end.
    */
-  private void runPart(SegmentGemm gemm, Table features, ColumnVector order, ColumnVector dest,
-      long row, long end, int seg, int k, long[] start, DeviceAdapterCache.Lease lease,
-      DeviceMemoryBuffer out) {
-    long t = System.nanoTime();
+  private void runPart(SegmentGemm gemm, Table features, DeviceMemoryBuffer order,
+      DeviceMemoryBuffer dest, long row, long end, int seg, int k, long[] start,
+      DeviceAdapterCache.Lease lease, DeviceMemoryBuffer out) {
     long rows = end - row;
     int batch = 0;
-    long[] indptr = new long[k + 1];
-    long[] slots = new long[k];
+    long[] index = new long[2 * k + 1];  // seg_indptr (batch + 1), then weight_indices (batch)
     for (int i = 0; i < k && start[seg + i] < end; i++) {
-      indptr[i + 1] = Math.min(end, start[seg + i + 1]) - row;
-      slots[i] = lease.slot(i);
+      index[i + 1] = Math.min(end, start[seg + i + 1]) - row;
       batch++;
     }
+    for (int i = 0; i < batch; i++) index[batch + 1 + i] = lease.slot(i);
     int e = dtype.bytes();
-    try (DeviceTensor segIndptr = DeviceTensor.fromLongs(Arrays.copyOf(indptr, batch + 1));
-         DeviceTensor weightIndices = DeviceTensor.fromLongs(Arrays.copyOf(slots, batch))) {
-      DeviceMemoryBuffer x = DeviceMemoryBuffer.allocate(rows * dIn * e);
-      try {
-        gather(features, order, row, end, x);
-        t = lap(t, 1);
-        List<AdapterWeights.Stage> stages = weights.stages();
-        for (int stage = 0; stage < stages.size(); stage++) {
-          AdapterWeights.Stage st = stages.get(stage);
-          try (DeviceMemoryBuffer in = x) {
-            x = null;
-            DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(rows * st.dOut() * e);
-            x = y;
-            gemm.run(dtype, in, rows, st.dIn(), st.dOut(), cache.weights(stage), cache.slots(),
-                st.columnMajor(), y, batch, null, segIndptr.buffer(), weightIndices.buffer(),
-                stream);
-            if (recordPlans) {
-              times.plan(gemm.describePlan(dtype, in, rows, st.dIn(), st.dOut(),
-                  cache.weights(stage), cache.slots(), st.columnMajor(), y, batch, null,
-                  segIndptr.buffer(), weightIndices.buffer()));
+    long indexBytes = 8L * (2 * batch + 1);
+    try (PhaseMarks marks = new PhaseMarks();
+         HostMemoryBuffer hostIndex = HostMemoryBuffer.allocate(indexBytes);
+         DeviceMemoryBuffer deviceIndex = DeviceMemoryBuffer.allocate(indexBytes)) {
+      marks.mark(0, stream);
+      hostIndex.setLongs(0, index, 0, batch + 1);
+      hostIndex.setLongs(8L * (batch + 1), index, batch + 1, batch);
+      // Asynchronous from the (pinned, under RAPIDS) host buffer, which lives until the check.
+      deviceIndex.copyFromHostBufferAsync(hostIndex, stream);
+      try (DeviceMemoryBuffer segIndptr = deviceIndex.slice(0, 8L * (batch + 1));
+           DeviceMemoryBuffer weightIndices = deviceIndex.slice(8L * (batch + 1), 8L * batch)) {
+        DeviceMemoryBuffer x = DeviceMemoryBuffer.allocate(rows * dIn * e);
+        try {
+          gather(features, order, row, end, x);
+          marks.mark(1, stream);
+          List<AdapterWeights.Stage> stages = weights.stages();
+          for (int stage = 0; stage < stages.size(); stage++) {
+            AdapterWeights.Stage st = stages.get(stage);
+            try (DeviceMemoryBuffer in = x) {
+              x = null;
+              DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(rows * st.dOut() * e);
+              x = y;
+              gemm.enqueue(dtype, in, rows, st.dIn(), st.dOut(), cache.weights(stage),
+                  cache.slots(), st.columnMajor(), y, batch, null, segIndptr, weightIndices,
+                  stream);
+              if (recordPlans) {
+                times.plan(gemm.describePlan(dtype, in, rows, st.dIn(), st.dOut(),
+                    cache.weights(stage), cache.slots(), st.columnMajor(), y, batch, null,
+                    segIndptr, weightIndices));
+              }
             }
+            times.nativeCalls++;
           }
-          times.nativeCalls++;
+          marks.mark(2, stream);
+          scatter(x, dest, row, end, out);
+          marks.mark(3, stream);
+        } finally {
+          if (x != null) x.close();  // stream-ordered: freed after the scatter that reads it
         }
-        t = lap(t, 2);
-        scatter(x, dest, row, end, out);
-        lap(t, 3);
-      } finally {
-        if (x != null) x.close();
+        gemm.check(stream);  // the part's one synchronisation
       }
+      float[] ms = marks.read();
+      times.gatherNs += (long) (ms[0] * 1e6);
+      times.kernelNs += (long) (ms[1] * 1e6);
+      times.scatterNs += (long) (ms[2] * 1e6);
     }
   }
 
@@ -404,28 +509,49 @@ public final class ColumnarSegmentGemm {
    * x[0 .. end - row) = features[order[row .. end)] in the compute dtype: one native pass that
    * reads the list column's child values through its offsets and rounds as DType does.
    */
-  private void gather(Table source, ColumnVector order, long row, long end,
+  private void gather(Table source, DeviceMemoryBuffer order, long row, long end,
       DeviceMemoryBuffer x) {
     if (end <= row || dIn == 0) return;
     ColumnVector lists = source.getColumn(0);
     try (ColumnView offsets = lists.getListOffsetsView();
          ColumnView values = lists.getChildColumnView(0);
          BaseDeviceMemoryBuffer offsetData = offsets.getData();
-         BaseDeviceMemoryBuffer valueData = values.getData();
-         BaseDeviceMemoryBuffer orderData = order.getData()) {
+         BaseDeviceMemoryBuffer valueData = values.getData()) {
       SegmentGemmNative.gatherFloatRows(valueData.getAddress(), offsetData.getAddress(),
-          orderData.getAddress() + row * Integer.BYTES, end - row, dIn, dtype, x.getAddress(),
+          order.getAddress() + row * Integer.BYTES, end - row, dIn, dtype, x.getAddress(),
           stream.getStream());
     }
   }
 
   /** out rows dest[row .. end) = float32 of y's rows (one native pass). */
-  private void scatter(DeviceMemoryBuffer y, ColumnVector dest, long row, long end,
+  private void scatter(DeviceMemoryBuffer y, DeviceMemoryBuffer dest, long row, long end,
       DeviceMemoryBuffer out) {
-    try (BaseDeviceMemoryBuffer destData = dest.getData()) {
-      SegmentGemmNative.scatterRowsToFloat(y.getAddress(), dtype,
-          destData.getAddress() + row * Integer.BYTES, end - row, dOut, out.getAddress(),
-          stream.getStream());
+    SegmentGemmNative.scatterRowsToFloat(y.getAddress(), dtype,
+        dest.getAddress() + row * Integer.BYTES, end - row, dOut, out.getAddress(),
+        stream.getStream());
+  }
+
+  /**
+   * Four CUDA events on the stream around a part's gather, stages and scatter (sgemm_timer):
+   * phase times without a synchronisation of their own, read after the part's check.
+   */
+  private static final class PhaseMarks implements AutoCloseable {
+    private final long timer = SegmentGemmNative.timerCreate(4);
+
+    void mark(int i, Cuda.Stream stream) {
+      SegmentGemmNative.timerMark(timer, i, stream.getStream());
+    }
+
+    /** Milliseconds of gather, stages and scatter. */
+    float[] read() {
+      float[] ms = new float[3];
+      SegmentGemmNative.timerRead(timer, ms);
+      return ms;
+    }
+
+    @Override
+    public void close() {
+      SegmentGemmNative.timerDestroy(timer);
     }
   }
 
@@ -437,19 +563,6 @@ public final class ColumnarSegmentGemm {
     try (Scalar nullList = Scalar.listFromNull(RESULT_TYPE.getChild(0))) {
       return ColumnVector.fromScalar(nullList, rows);
     }
-  }
-
-  private long lap(long since, int phase) {
-    stream.sync();
-    long now = System.nanoTime();
-    long d = now - since;
-    switch (phase) {
-      case 0 -> times.groupNs += d;
-      case 1 -> times.gatherNs += d;
-      case 2 -> times.kernelNs += d;
-      default -> times.scatterNs += d;
-    }
-    return now;
   }
 
   /**
@@ -470,24 +583,6 @@ public final class ColumnarSegmentGemm {
         + e.getMessage());
     oom.initCause(e);
     return oom;
-  }
-
-  private static boolean any(ColumnView mask) {
-    try (Scalar s = mask.any()) {
-      return s.isValid() && s.getBoolean();
-    }
-  }
-
-  private static ColumnVector falseIfNull(ColumnVector mask) {
-    try (mask; Scalar f = Scalar.fromBool(false)) {
-      return mask.replaceNulls(f);
-    }
-  }
-
-  private static ColumnVector eq(ColumnView v, int value) {
-    try (Scalar s = Scalar.fromInt(value)) {
-      return v.equalTo(s);
-    }
   }
 
   private static ColumnVector and(ColumnView a, ColumnView b) {

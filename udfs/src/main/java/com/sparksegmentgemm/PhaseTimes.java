@@ -5,9 +5,11 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * Wall time per phase of {@link ColumnarSegmentGemm#evaluate} (the GPU path waits for its
- * stream at each phase boundary, so that a phase's time is its GPU work), with the segments and
- * native calls made: what benchmarks and {@link SegmentGemmMetrics} report.
+ * Time per phase of {@link ColumnarSegmentGemm#evaluate}, with the segments and native calls
+ * made: what benchmarks and {@link SegmentGemmMetrics} report. The group phase is host wall
+ * time up to its one synchronisation (the rows per adapter reach the host); gather, kernels and
+ * scatter are the stream's time between CUDA events, which includes waiting behind other streams'
+ * work on a shared GPU.
  */
 public final class PhaseTimes {
   long groupNs;

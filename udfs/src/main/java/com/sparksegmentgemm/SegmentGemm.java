@@ -215,6 +215,22 @@ public final class SegmentGemm implements AutoCloseable {
       BaseDeviceMemoryBuffer weights, long numWeights, boolean weightColumnMajor,
       BaseDeviceMemoryBuffer y, long batchSize, BaseDeviceMemoryBuffer segLens,
       BaseDeviceMemoryBuffer segIndptr, BaseDeviceMemoryBuffer weightIndices, Cuda.Stream stream) {
+    enqueue(dtype, x, xRows, dIn, dOut, weights, numWeights, weightColumnMajor, y, batchSize,
+        segLens, segIndptr, weightIndices, stream);
+    check(stream);
+  }
+
+  /**
+   * {@link #run(DType, BaseDeviceMemoryBuffer, long, long, long, BaseDeviceMemoryBuffer, long,
+   * boolean, BaseDeviceMemoryBuffer, long, BaseDeviceMemoryBuffer, BaseDeviceMemoryBuffer,
+   * BaseDeviceMemoryBuffer, Cuda.Stream)} without the wait: enqueues the call, and errors the
+   * device finds in the segment data wait for the next {@link #check}. Callers that enqueue
+   * several calls (a batch's stages) check once at the end, and keep every buffer alive until then.
+   */
+  public void enqueue(DType dtype, BaseDeviceMemoryBuffer x, long xRows, long dIn, long dOut,
+      BaseDeviceMemoryBuffer weights, long numWeights, boolean weightColumnMajor,
+      BaseDeviceMemoryBuffer y, long batchSize, BaseDeviceMemoryBuffer segLens,
+      BaseDeviceMemoryBuffer segIndptr, BaseDeviceMemoryBuffer weightIndices, Cuda.Stream stream) {
     ensureGpu();
     long e = dtype.bytes();
     checkLength("x", x, Math.multiplyExact(Math.multiplyExact(xRows, dIn), e));
@@ -232,6 +248,14 @@ public final class SegmentGemm implements AutoCloseable {
     SegmentGemmNative.run(handle, dtype, address(x), xRows, dIn, dOut, address(weights),
         numWeights, weightColumnMajor, address(y), batchSize, address(segLens),
         address(segIndptr), address(weightIndices), stream.getStream());
+  }
+
+  /**
+   * Waits for stream and throws the first error the device found in the segment data of the
+   * calls enqueued since the last check (or a CUDA error they raised).
+   */
+  public void check(Cuda.Stream stream) {
+    ensureGpu();
     SegmentGemmNative.check(handle, stream.getStream());
   }
 

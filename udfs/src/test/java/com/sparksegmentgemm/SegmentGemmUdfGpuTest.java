@@ -201,6 +201,12 @@ class SegmentGemmUdfGpuTest {
          ColumnVector features = featureColumn(rows);
          ColumnVector out = new ColumnarSegmentGemm(s, AdapterWeights.Function.SEGMENT_GEMM, times).evaluate(ids, features)) {
       assertEquals(1, times.nativeCalls(), "1,000 adapters, one native call");
+      // Every row computed: the result column is built without a validity mask; the phases
+      // were timed (CUDA events around gather, kernels and scatter; host time for the group).
+      assertEquals(0, out.getNullCount());
+      assertTrue(times.groupNs() > 0 && times.gatherNs() > 0 && times.kernelNs() > 0
+          && times.scatterNs() > 0, "phase times " + times.groupNs() + "/" + times.gatherNs()
+          + "/" + times.kernelNs() + "/" + times.scatterNs());
       checkRows(new SegmentGemmUdf(s), "many", s, rows, toRows(out), "1,000 adapters " + dtype);
     }
   }
@@ -317,6 +323,7 @@ class SegmentGemmUdfGpuTest {
     try (ColumnVector ids = idColumn(rows);
          ColumnVector features = featureColumn(rows);
          ColumnVector out = new SegmentGemmUdf(s).evaluateColumnar(rows.size(), ids, features)) {
+      assertEquals(3, out.getNullCount(), "the three bad rows are null");
       List<float[]> got = toRows(out);
       for (int bad = 1; bad <= 3; bad++) assertNull(got.get(bad), "bad row " + bad);
       checkRows(new SegmentGemmUdf(s), "named", s, rows, got, "onBadRow=null");

@@ -105,6 +105,50 @@ public final class SegmentGemmNative {
     scatterRowsToFloat0(src, dtype.code(), destRows, n, d, dst, stream);
   }
 
+  /**
+   * Bytes of device workspace {@link #groupRows} needs for rows rows and numAdapters adapters
+   * (sgemm_group_rows_workspace_size; asks the current device).
+   */
+  public static long groupRowsWorkspaceSize(long rows, int numAdapters) {
+    NativeLib.ensureLoaded();
+    return groupRowsWorkspaceSize0(rows, numAdapters);
+  }
+
+  /**
+   * Enqueues the group phase of a columnar batch (sgemm_group_rows in segment_gemm_rows.h):
+   * which rows are computed, their stable order by adapter (order), each sorted row's result
+   * row (dest), the result's INT32 list offsets and validity bits, and the summary {rows per
+   * adapter..., n, first bad row or -1}. known, present and hasNull are BOOL8 columns' data or 0
+   * (every row known / present / free of nulls). Device addresses; no synchronisation.
+   */
+  public static void groupRows(long adapter, long known, long present, long offsets, long hasNull,
+      long rows, long dIn, int numAdapters, long dOut, long order, long dest, long outOffsets,
+      long valid, long summary, long workspace, long workspaceBytes, long stream) {
+    NativeLib.ensureLoaded();
+    groupRows0(adapter, known, present, offsets, hasNull, rows, dIn, numAdapters, dOut, order,
+        dest, outOffsets, valid, summary, workspace, workspaceBytes, stream);
+  }
+
+  /** A CUDA event timer of marks marks (sgemm_timer_create); close with {@link #timerDestroy}. */
+  public static long timerCreate(int marks) {
+    NativeLib.ensureLoaded();
+    return timerCreate0(marks);
+  }
+
+  /** Records mark on stream. */
+  public static void timerMark(long timer, int mark, long stream) {
+    timerMark0(timer, mark, stream);
+  }
+
+  /** Waits for the last mark; ms[i] = milliseconds from mark i to mark i + 1. */
+  public static void timerRead(long timer, float[] ms) {
+    timerRead0(timer, ms);
+  }
+
+  public static void timerDestroy(long timer) {
+    timerDestroy0(timer);
+  }
+
   /** Waits for stream; throws the first error the device found in segment data since the last check. */
   public static void check(long handle, long stream) {
     NativeLib.ensureLoaded();
@@ -143,4 +187,18 @@ public final class SegmentGemmNative {
       long d, long dst, long stream);
 
   private static native void check0(long handle, long stream);
+
+  private static native long groupRowsWorkspaceSize0(long rows, int numAdapters);
+
+  private static native void groupRows0(long adapter, long known, long present, long offsets,
+      long hasNull, long rows, long dIn, int numAdapters, long dOut, long order, long dest,
+      long outOffsets, long valid, long summary, long workspace, long workspaceBytes, long stream);
+
+  private static native long timerCreate0(int marks);
+
+  private static native void timerMark0(long timer, int mark, long stream);
+
+  private static native void timerRead0(long timer, float[] ms);
+
+  private static native void timerDestroy0(long timer);
 }

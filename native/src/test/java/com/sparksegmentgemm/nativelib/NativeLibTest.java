@@ -47,11 +47,17 @@ class NativeLibTest {
     // The row helpers check their pointers before touching a device.
     for (Runnable call : new Runnable[] {
         () -> SegmentGemmNative.gatherFloatRows(0, 0, 0, 1, 1, DType.BFLOAT16, 0, 0),
-        () -> SegmentGemmNative.scatterRowsToFloat(0, DType.BFLOAT16, 0, 1, 1, 0, 0)}) {
+        () -> SegmentGemmNative.scatterRowsToFloat(0, DType.BFLOAT16, 0, 1, 1, 0, 0),
+        () -> SegmentGemmNative.groupRows(0, 0, 0, 0, 0, 4, 8, 3, 8, 0, 0, 0, 0, 0, 0, 0, 0),
+        () -> SegmentGemmNative.timerRead(0, new float[1])}) {
       SegmentGemmException e = assertThrows(SegmentGemmException.class, call::run);
       assertEquals(Status.INVALID_ARGUMENT, e.status());
       assertTrue(e.getMessage().contains("is null"), e.getMessage());
     }
+    SegmentGemmException marks = assertThrows(SegmentGemmException.class,
+        () -> SegmentGemmNative.timerCreate(1));
+    assertEquals(Status.INVALID_ARGUMENT, marks.status(), marks.getMessage());
+    SegmentGemmNative.timerDestroy(0);  // destroying nothing is fine
     if (Gpu.isAvailable()) {
       assertEquals(0, SegmentGemmNative.deviceQuery(0).device());
     } else {

@@ -26,9 +26,9 @@ import java.util.Random;
 
 /**
  * Micro-benchmark of the UDF's GPU path ({@link ColumnarSegmentGemm}, what evaluateColumnar
- * runs): rows x d_in features over a number of adapters (skewed ids), timed per phase with a
- * stream synchronisation at each phase boundary (benchmark only). Prints a readable summary and
- * one CSV line per run.
+ * runs): rows x d_in features over a number of adapters (skewed ids), timed per phase as the
+ * UDF times itself (see {@link PhaseTimes}), and in total with one stream synchronisation at the
+ * end. Prints one CSV line per run.
  *
  * <pre>
  * java ... com.sparksegmentgemm.bench.UdfBenchmark [--rows 1000000] [--d-in 1024]
