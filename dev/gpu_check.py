@@ -9,7 +9,14 @@ and exits 1 on FAIL.
       every skip on ALLOWED_PYTEST_SKIPS.
   gpu_check.py sanitizer LOG                   compute-sanitizer's "ERROR SUMMARY: N errors" (and
       racecheck's "RACECHECK SUMMARY: ... (E errors, W warnings)") lines: present and all 0.
+  gpu_check.py notebook EXECUTED_IPYNB --where gpu|cpu
+      notebooks/01_quickstart.ipynb as dev/gpu-notebook executed it, from its outputs: every
+      code cell ran, none raised; the session cell says GPU True (gpu) or False (cpu); SQL ==
+      DataFrame API; both numpy checks within their tolerance (worst <= 1); our metrics' executor
+      lines count rows > 0, all of them on the GPU (gpu: GPU rows = rows, CPU rows 0, device
+      "GPU ...") or all on the CPU (cpu); no "LEAKED" in any output.
 """
+import json
 import os
 import re
 import sys
@@ -138,6 +145,82 @@ def check_sanitizer(text):
     return not problems, report + ("" if not problems else " -- " + " | ".join(problems))
 
 
+NB_SESSION = re.compile(r"^jar: .* \| GPU: (True|False)$", re.M)
+NB_SQL_DF = re.compile(r"^(\d+) rows; SQL == DataFrame API: (True|False)$", re.M)
+NB_BF16 = re.compile(r"^worst error: ([\d.]+|nan|inf) of the bfloat16 tolerance$", re.M)
+NB_LORA = re.compile(r"^lora_apply, float32: worst error ([\d.]+|nan|inf) of the tolerance$", re.M)
+NB_EXECUTOR = re.compile(r"^executor (\S+): (.*); rows (\d+), GPU rows (\d+), CPU rows (\d+)$", re.M)
+
+
+def notebook_outputs(nb):
+    """(code cells, code cells that ran, all output text, error outputs' 'ename: evalue')."""
+    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    ran = sum(1 for c in cells if c.get("execution_count") is not None)
+    texts, errors = [], []
+    for c in cells:
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream":
+                t = o.get("text", "")
+                texts.append(t if isinstance(t, str) else "".join(t))
+            elif o.get("output_type") in ("execute_result", "display_data"):
+                t = o.get("data", {}).get("text/plain", "")
+                texts.append(t if isinstance(t, str) else "".join(t))
+            elif o.get("output_type") == "error":
+                errors.append(f"{o.get('ename')}: {o.get('evalue')}"[:300])
+    return len(cells), ran, "\n".join(texts), errors
+
+
+def check_notebook(nb, where):
+    cells, ran, text, errors = notebook_outputs(nb)
+    problems = []
+    if cells == 0 or ran < cells:
+        problems.append(f"{ran} of {cells} code cells ran")
+    if errors:
+        problems.append("a cell raised: " + "; ".join(errors))
+    s = NB_SESSION.search(text)
+    want = "True" if where == "gpu" else "False"
+    if not s:
+        problems.append("no 'jar: ... | GPU: ...' line from the session cell")
+    elif s.group(1) != want:
+        problems.append(f"the session cell says GPU: {s.group(1)}, expected {want}")
+    q = NB_SQL_DF.search(text)
+    if not q or q.group(2) != "True":
+        problems.append("no 'SQL == DataFrame API: True' line")
+    worst = {}
+    for name, rx in (("worstBf16", NB_BF16), ("worstLoraFp32", NB_LORA)):
+        m = rx.search(text)
+        if not m:
+            problems.append(f"no {name} line (the numpy comparison did not print)")
+            continue
+        worst[name] = float(m.group(1))
+        if not worst[name] <= 1:
+            problems.append(f"{name} {m.group(1)} > 1 (outside the tolerance)")
+    execs = NB_EXECUTOR.findall(text)
+    rows = sum(int(e[2]) for e in execs)
+    gpu_rows = sum(int(e[3]) for e in execs)
+    cpu_rows = sum(int(e[4]) for e in execs)
+    devices = sorted({e[1] for e in execs})
+    if not execs:
+        problems.append("no executor line from our metrics")
+    elif rows == 0:
+        problems.append("our metrics count 0 rows")
+    elif where == "gpu":
+        if gpu_rows != rows or cpu_rows != 0:
+            problems.append(f"{cpu_rows} of {rows} rows ran on the CPU ({gpu_rows} on the GPU)")
+        if not all(d.startswith("GPU") for d in devices):
+            problems.append(f"executor device {devices}, not a GPU")
+    elif cpu_rows != rows or gpu_rows != 0:
+        problems.append(f"{gpu_rows} of {rows} rows on the GPU, expected all on the CPU")
+    if "LEAKED" in text:
+        problems.append("LEAKED in the notebook's outputs")
+    report = (f"where={where} executors={len(execs)} rows={rows} gpuRows={gpu_rows} "
+              f"cpuRows={cpu_rows} device={'/'.join(devices) or '-'} "
+              f"sqlEqualsDf={'yes' if q and q.group(2) == 'True' else 'no'} "
+              + " ".join(f"{k}={v:.3f}" for k, v in worst.items())
+              + f" cells={ran}/{cells}")
+    return not problems, report + ("" if not problems else " -- " + " | ".join(problems))
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -148,6 +231,15 @@ def main(argv):
             ok, report = check_junit(f.read(), args[1])
     elif cmd == "pytest":
         ok, report = check_pytest(args[0])
+    elif cmd == "notebook":
+        if len(args) != 3 or args[1] != "--where" or args[2] not in ("gpu", "cpu"):
+            print(__doc__, file=sys.stderr)
+            return 2
+        if not os.path.isfile(args[0]):
+            ok, report = False, f"no executed notebook at {args[0]}"
+        else:
+            with open(args[0], encoding="utf-8") as f:
+                ok, report = check_notebook(json.load(f), args[2])
     elif cmd == "sanitizer":
         with open(args[0], errors="replace") as f:
             ok, report = check_sanitizer(f.read())

@@ -156,3 +156,56 @@ def test_compare_outputs_exact(tmp_path):
     r = run(a, c, "--exact")
     assert r.returncode == 1 and "bit-identical: no (2 values differ)" in r.stdout, r.stdout
     assert run(a, c, "--tol", "1e-2").returncode == 0
+
+
+def _notebook(gpu=True, cpu_rows=0, error=None, extra=""):
+    """An executed quickstart as dev/gpu-notebook keeps it: the lines gpu_check.py reads."""
+    rows = 20504
+    outs = [
+        f"jar: /s/app/segment-gemm-spark-plugin-0.1.0-all.jar | GPU: {gpu}\n",
+        "10000 rows; SQL == DataFrame API: True\n",
+        "worst error: 0.145 of the bfloat16 tolerance\n",
+        "lora_apply, float32: worst error 0.003 of the tolerance\n",
+        f"executor driver: {'GPU 0' if gpu else 'CPU'}; rows {rows}, GPU rows {rows - cpu_rows}, "
+        f"CPU rows {cpu_rows}\n" + extra,
+    ]
+    cells = [{"cell_type": "code", "execution_count": i + 1,
+              "outputs": [{"output_type": "stream", "name": "stdout", "text": t}]}
+             for i, t in enumerate(outs)]
+    cells.insert(0, {"cell_type": "markdown", "source": "# quickstart"})
+    if error:
+        cells[-1]["outputs"].append({"output_type": "error", "ename": "AssertionError", "evalue": error})
+    return {"cells": cells}
+
+
+def test_notebook_every_row_on_the_gpu_passes(tmp_path):
+    ok, report = gpu_check.check_notebook(_notebook(), "gpu")
+    assert ok, report
+    assert "rows=20504 gpuRows=20504 cpuRows=0 device=GPU 0" in report and "cells=5/5" in report
+    p = tmp_path / "nb.ipynb"
+    p.write_text(__import__("json").dumps(_notebook()))
+    run = subprocess.run([sys.executable, os.path.join(HERE, "..", "gpu_check.py"), "notebook", str(p),
+                          "--where", "gpu"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("PASS"), run.stdout
+    # The CPU dry run: every row on the CPU, the session without the GPU.
+    assert gpu_check.check_notebook(_notebook(gpu=False, cpu_rows=20504), "cpu")[0]
+
+
+def test_notebook_on_the_cpu_or_failing_or_leaking_fails():
+    # A notebook that silently ran on the CPU fails the GPU check, whatever else it printed.
+    cpu = _notebook(gpu=False, cpu_rows=20504)
+    ok, report = gpu_check.check_notebook(cpu, "gpu")
+    assert not ok and "20504 of 20504 rows ran on the CPU" in report
+    assert not gpu_check.check_notebook(_notebook(cpu_rows=1), "gpu")[0]
+    assert not gpu_check.check_notebook(_notebook(), "cpu")[0]
+    assert not gpu_check.check_notebook(_notebook(error="20504 of 20504 rows ran on the CPU"), "gpu")[0]
+    assert not gpu_check.check_notebook(_notebook(extra="A DEVICE BUFFER WAS LEAKED\n"), "gpu")[0]
+    unran = _notebook()
+    unran["cells"][-1]["execution_count"] = None
+    assert "4 of 5 code cells ran" in gpu_check.check_notebook(unran, "gpu")[1]
+    bad = _notebook()
+    bad["cells"][3]["outputs"][0]["text"] = "worst error: 1.500 of the bfloat16 tolerance\n"
+    assert "worstBf16 1.500 > 1" in gpu_check.check_notebook(bad, "gpu")[1]
+    no_metrics = _notebook()
+    no_metrics["cells"].pop()
+    assert "no executor line" in gpu_check.check_notebook(no_metrics, "gpu")[1]
