@@ -26,7 +26,6 @@ from multiprocessing import Pool
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from safetensors.numpy import save_file
 
 
 def adapter_name(i, adapters):
@@ -95,6 +94,7 @@ def write_part(job):
 
 def write_adapters(a):
     """The adapters (and with --weights-rows the dense weights as rows)."""
+    from safetensors.numpy import save_file  # here: the input's writer needs no safetensors
     rng = np.random.default_rng(a.seed + 1)
     rows = []
     for t in range(a.adapters):
