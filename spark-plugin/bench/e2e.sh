@@ -50,6 +50,14 @@
 # E2E_ARROW_BATCH (rows per Arrow batch: 32768 for a, 16384 for b, 65536 for c), E2E_NUMPY_ON
 # (input, or slice: the CPU fallback's slice). The peers need PySpark's Python code, which
 # dev/gpu-stage stages under target/gpu-test-libs/pyspark.
+# A case across calls (10 minutes each on the GPU machine): E2E_KEEP_DATA=1 keeps its data and
+# gpu_rapids' output, the reference, so that a next call with E2E_IMPLS naming the rest compares
+# against it (a gpu_rapids run replaces it); the CSVs and the summary are appended to, a line per
+# call. E2E_FLOOR_CONFS="KEY=VALUE ..." adds Spark/RAPIDS confs to gpu_rapids and io_floor alone
+# (their Parquet reads and writes: floor_sweep.sh), the case name suffixed with E2E_TAG (default:
+# the confs, shortened: _codec-none, ...). Tolerances: E2E_TOL (1e-2) for bf16 results compared
+# with ours, E2E_LORA_TOL (2e-2) for lora_apply's two bf16 stages, E2E_FP32_TOL (2e-2) for the
+# numpy fp32 peer (see the bench step's comment). io_floor writes d_out floats a row (case c: 32).
 # E2E_GPU=off runs everything without the RAPIDS Accelerator (a dry run on a CPU machine: the
 # checks then expect every row on the CPU and skip the plan's; the torch peer runs on the CPU).
 set -uo pipefail
@@ -356,7 +364,9 @@ if [[ " $steps " == *" bench "* ]]; then
     case $k in
       *parquet.compression.codec) k=codec ;; *parquet.reader.type) k=reader ;;
       *multiThreadedRead.numThreads) k=readThreads ;; *.batchSizeBytes) k=batch ;;
-      *.maxPartitionBytes) k=split ;; *parquet.block.size) k=rowgroup ;; *) k=${k##*.} ;;
+      *.maxPartitionBytes) k=split ;; *parquet.block.size|*writer.rowGroupSizeBytes) k=rowgroup ;;
+      *asyncWrite.queryOutput.enabled) k=asyncWrite ;; *writer.dictionaryPolicy) k=dict ;;
+      *) k=${k##*.} ;;
     esac
     printf '%s-%s' "$k" "$v" | tr -c 'A-Za-z0-9.-' '_'
   }
