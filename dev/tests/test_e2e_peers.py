@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "../../spark-plugin/bench"))
 import bench_csv  # noqa: E402
 import compare_outputs  # noqa: E402
+import gen_e2e  # noqa: E402
 import peers_lib  # noqa: E402
 
 
@@ -197,6 +198,46 @@ def test_csv_rows_header_once_and_in_job_seconds(tmp_path):
     bad.write_text("a,b\n")
     with pytest.raises(ValueError, match="not the header"):
         bench_csv.append(str(bad), ["x"])
+
+
+def test_gen_writes_by_row_group_the_values_of_one_draw(tmp_path, monkeypatch):
+    # A file of 2.5 row groups written one row group at a time holds the values of drawing the
+    # whole file at once (the data of the earlier benchmark runs); its first rows, by id, go
+    # to the slice and tiny parts.
+    monkeypatch.setattr(gen_e2e, "ROW_GROUP", 4)
+    rows, d, first = 10, 3, 20
+    smalls = {"slice": (26, str(tmp_path / "s.parquet")), "tiny": (21, str(tmp_path / "t.parquet"))}
+    job = (str(tmp_path / "p.parquet"), first, rows, d, 5, "zipf", 1.1, 7, smalls)
+    assert gen_e2e.write_part(job) == rows
+    rng = np.random.default_rng([7, first])
+    ids = gen_e2e.adapter_indices(rng, rows, 5, "zipf", 1.1)
+    x = rng.uniform(-1.0, 1.0, size=rows * d).astype(np.float32).reshape(rows, d)
+    f = pq.ParquetFile(job[0])
+    assert [f.metadata.row_group(i).num_rows for i in range(f.metadata.num_row_groups)] == [4, 4, 2]
+    t = f.read()
+    assert t.column("id").to_pylist() == list(range(first, first + rows))
+    assert t.column("adapter_id").to_pylist() == [f"tenant_{i:03d}" for i in ids]
+    assert np.array_equal(np.array(t.column("features").to_pylist(), np.float32), x)
+    assert pq.read_table(smalls["slice"][1]).column("id").to_pylist() == list(range(20, 26))
+    assert pq.read_table(smalls["tiny"][1]).column("id").to_pylist() == [20]
+
+
+def test_csv_merge_keeps_one_header(tmp_path):
+    head = ",".join(bench_csv.HEADER) + "\n"
+    row = "2026-01-02,Dev X,c1,gpu_rapids,10,1.00,10,4e-05\n"
+    dst, a, b = tmp_path / "dst.csv", tmp_path / "a.csv", tmp_path / "b.csv"
+    dst.write_text(head + row)
+    a.write_text(head + row.replace("c1", "c2"))
+    b.write_text(head + row.replace("c1", "c3"))
+    assert bench_csv.main(["--merge", str(a), str(b), "--into", str(dst)]) == 0
+    rows = list(csv.reader(open(dst)))
+    assert rows[0] == bench_csv.HEADER and [r[2] for r in rows[1:]] == ["c1", "c2", "c3"]
+    # A source with a header in its middle (two OUT/e2e.csv concatenated) is refused, whole.
+    bad = tmp_path / "bad.csv"
+    bad.write_text(head + row + head + row)
+    before = dst.read_text()
+    assert bench_csv.main(["--merge", str(a), str(bad), "--into", str(dst)]) == 1
+    assert dst.read_text() == before
 
 
 def test_compare_subset_and_schema_only(tmp_path, capsys):

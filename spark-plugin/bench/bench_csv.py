@@ -12,6 +12,10 @@ reports it. Prints one line saying what it recorded.
 
   bench_csv.py --csv F [--injob-csv F2] --case C --impl I --device D --d-in N --seconds S
                --output DIR [--log LOG]
+  bench_csv.py --merge SRC... --into DST
+      appends the rows of each SRC (a GPU call's OUT/e2e.csv) to DST (docs/benchmarks/e2e.csv)
+      without their header: DST keeps one header line; a SRC or DST with another header, a header
+      in its middle, or rows of another width is refused and nothing is written.
 """
 import argparse
 import csv
@@ -74,7 +78,46 @@ def append(path, values):
         w.writerow(values)
 
 
+def read_rows(path):
+    """The data rows of a benchmark CSV; ValueError for another header, a second header or a
+    row of another width."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] != HEADER:
+        raise ValueError(f"{path} starts with {rows[0] if rows else 'nothing'}, not the header "
+                         f"{','.join(HEADER)}")
+    for n, r in enumerate(rows[1:], start=2):
+        if r == HEADER:
+            raise ValueError(f"{path}: line {n} repeats the header")
+        if len(r) != len(HEADER):
+            raise ValueError(f"{path}: line {n} has {len(r)} fields, not {len(HEADER)}")
+    return rows[1:]
+
+
+def merge(sources, into):
+    """Appends the sources' rows to into (all checked first); returns the number of rows."""
+    read_rows(into)
+    rows = [r for s in sources for r in read_rows(s)]
+    with open(into, "a", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    return len(rows)
+
+
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--merge":
+        m = argparse.ArgumentParser(prog="bench_csv.py --merge")
+        m.add_argument("sources", nargs="+")
+        m.add_argument("--into", required=True)
+        a = m.parse_args(argv[1:])
+        try:
+            n = merge(a.sources, a.into)
+        except (ValueError, OSError) as e:
+            print(f"not merged: {e}")
+            return 1
+        print(f"appended {n} rows to {a.into}")
+        return 0
     p = argparse.ArgumentParser()
     p.add_argument("--csv", required=True)
     p.add_argument("--injob-csv")

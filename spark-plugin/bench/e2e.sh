@@ -50,6 +50,14 @@
 # E2E_ARROW_BATCH (rows per Arrow batch: 32768 for a, 16384 for b, 65536 for c), E2E_NUMPY_ON
 # (input, or slice: the CPU fallback's slice). The peers need PySpark's Python code, which
 # dev/gpu-stage stages under target/gpu-test-libs/pyspark.
+# A case across calls (10 minutes each on the GPU machine): E2E_KEEP_DATA=1 keeps its data and
+# gpu_rapids' output, the reference, so that a next call with E2E_IMPLS naming the rest compares
+# against it (a gpu_rapids run replaces it); the CSVs and the summary are appended to, a line per
+# call. E2E_FLOOR_CONFS="KEY=VALUE ..." adds Spark/RAPIDS confs to gpu_rapids and io_floor alone
+# (their Parquet reads and writes: floor_sweep.sh), the case name suffixed with E2E_TAG (default:
+# the confs, shortened: _codec-none, ...). Tolerances: E2E_TOL (1e-2) for bf16 results compared
+# with ours, E2E_LORA_TOL (2e-2) for lora_apply's two bf16 stages, E2E_FP32_TOL (2e-2) for the
+# numpy fp32 peer (see the bench step's comment). io_floor writes d_out floats a row (case c: 32).
 # E2E_GPU=off runs everything without the RAPIDS Accelerator (a dry run on a CPU machine: the
 # checks then expect every row on the CPU and skip the plan's; the torch peer runs on the CPU).
 set -uo pipefail
@@ -335,11 +343,38 @@ if [[ " $steps " == *" bench "* ]]; then
   fi
   [ -n "${device:-}" ] || device="CPU ($cores cores)"
   csv=$out/e2e.csv; injob_csv=$out/e2e-injob.csv; summary=$out/bench-summary.txt
-  : > "$summary"
-  tol=${E2E_TOL:-1e-2}  # the bfloat16 tolerance: ours computes in bf16, so does torch
+  # Appended, as the CSVs are: OUT may gather several calls (a case split across calls).
+  echo "== bench $(date -u '+%F %T UTC'): cases ${E2E_CASES:-a b c}; impls ${E2E_IMPLS:-all}; floor confs '${E2E_FLOOR_CONFS:-}'${E2E_TAG:+; tag $E2E_TAG}" >> "$summary"
+  # Tolerances of compare_outputs.py (max |a - b| / max |b| per row). Two bf16 results (ours,
+  # cpu_fallback, torch) differ where one rounding lands one bf16 ulp (2^-7, 7.8e-3 relative)
+  # away from the other's: under 1e-2 for one stage, under 2e-2 for lora_apply's two (x . A^T
+  # rounded, then the output). numpy fp32 against our bf16 differs by the rounding of x, the
+  # weights and the output, which has no such bound: simulated here (2026-12-03), the worst row
+  # was 1.1e-2 over 4M rows of 256 -> 32 and 1.0e-2 over 200k rows of LoRA 4096 -> 16 -> 4096,
+  # so over case c's 10M and case b's 1M rows some rows exceed 1e-2: 2e-2 for the fp32 peer.
+  # compare_outputs.py prints the rows above 1e-2 whatever the tolerance.
+  tol_bf16=${E2E_TOL:-1e-2}; tol_lora=${E2E_LORA_TOL:-2e-2}; tol_fp32=${E2E_FP32_TOL:-2e-2}
+  # E2E_FLOOR_CONFS: "KEY=VALUE ..." added to gpu_rapids' and io_floor's confs alone (their own
+  # Parquet reads and writes: codec, reader type and threads, row group and batch sizes), the
+  # rows' case name suffixed with E2E_TAG (default: the confs, shortened).
+  floor_conf=()
+  for kv in ${E2E_FLOOR_CONFS:-}; do floor_conf+=(--conf "$kv"); done
+  short() {  # a conf as a file-name-safe tag: codec-zstd, reader-MULTITHREADED, ...
+    local k=${1%%=*} v=${1#*=}
+    case $k in
+      *parquet.compression.codec) k=codec ;; *parquet.reader.type) k=reader ;;
+      *multiThreadedRead.numThreads) k=readThreads ;; *.batchSizeBytes) k=batch ;;
+      *.maxPartitionBytes) k=split ;; *parquet.block.size|*writer.rowGroupSizeBytes) k=rowgroup ;;
+      *asyncWrite.queryOutput.enabled) k=asyncWrite ;; *writer.dictionaryPolicy) k=dict ;;
+      *) k=${k##*.} ;;
+    esac
+    printf '%s-%s' "$k" "$v" | tr -c 'A-Za-z0-9.-' '_'
+  }
+  tag=${E2E_TAG:-$(for kv in ${E2E_FLOOR_CONFS:-}; do printf '_%s' "$(short "$kv")"; done | cut -c2-)}
+  tag=$(printf '%s' "$tag" | tr -c 'A-Za-z0-9._-' '_')
   # Every implementation's Spark settings for the big input: larger splits give the GPU fewer,
   # larger batches (the RAPIDS Accelerator's own advice). ours and io_floor share them exactly.
-  split_conf=(--conf spark.sql.files.maxPartitionBytes=${E2E_GPU_SPLIT:-512m})
+  split_conf=(--conf spark.sql.files.maxPartitionBytes=${E2E_GPU_SPLIT:-512m} "${floor_conf[@]}")
   pyroot=$libs/pyspark
   make_spark_home
   # note CASE IMPL VERDICT...: one line of the summary (and of stdout).
@@ -357,10 +392,11 @@ if [[ " $steps " == *" bench "* ]]; then
     if [ ! -d "$ref" ]; then
       note "$c" "$i" "compare: SKIPPED (no reference: gpu_rapids did not produce one)"; return
     fi
+    local cs=$(date +%s)
     python3 "$here/compare_outputs.py" "$o" "$ref" "$@" > "$out/bench-$c-$i-compare.log" 2>&1
     local rc=$?
     note "$c" "$i" "compare vs gpu_rapids: $([ $rc = 0 ] && echo PASS || echo FAIL)" \
-      "($(tail -1 "$out/bench-$c-$i-compare.log"))"
+      "in $(( $(date +%s) - cs )) s ($(tail -1 "$out/bench-$c-$i-compare.log"))"
     [ $rc = 0 ] || failed=1
   }
   # peer LOG IMPL ARGS...: peers.py under plain PySpark (no RAPIDS), the staged Spark and JVM.
@@ -406,6 +442,8 @@ if [[ " $steps " == *" bench "* ]]; then
     else
       name=e2e_${human}_${din}x${dout}_${adapters}adapters_bf16
     fi
+    [ -n "$tag" ] && name=${name}_$tag
+    tol=$tol_bf16; [ $fn = lora_apply ] && tol=$tol_lora
     d=$work/bench-$c
     echo "== benchmark case $c ($name): $rows rows, $fn $din -> $dout, $adapters adapters"
     stamp="$rows $din $dout $adapters $fn $rank $slice ${gen[*]}"
@@ -419,12 +457,17 @@ if [[ " $steps " == *" bench "* ]]; then
       note "$name" gen "rc=$grc, $(( $(date +%s) - gs )) s: $(tail -1 "$out/bench-$c-gen.log")"
       if [ $grc != 0 ]; then failed=1; continue; fi
       sync
+      note "$name" gen "written and synced in $(( $(date +%s) - gs )) s; $(du -sh "$d" | cut -f1) under $d; $(df -h --output=avail "$work" | tail -1 | tr -d ' ') free"
+    else
+      note "$name" gen "reused (E2E_KEEP_DATA=1 of an earlier call): $(du -sh "$d" | cut -f1) under $d; $(df -h --output=avail "$work" | tail -1 | tr -d ' ') free"
     fi
+    # The reference: gpu_rapids' output, from this call or (E2E_KEEP_DATA=1) an earlier one on
+    # the same data; a gpu_rapids run below replaces it.
     ref=$d/out-gpu_rapids
-    rm -rf "$ref"
+    [ -d "$ref" ] && [[ " $impls " != *" gpu_rapids "* ]] && note "$name" gpu_rapids "reference reused from an earlier call"
     fnargs=(); [ $fn = lora_apply ] && fnargs=(--function lora_apply)
     for impl in $impls; do
-      o=$d/out-$impl; log=$out/bench-$c-$impl.log; subset=()
+      o=$d/out-$impl; log=$out/bench-$c${tag:+-$tag}-$impl.log; subset=()
       rm -rf "$o"
       t0=$(date +%s%N)
       # Each branch runs one implementation and leaves its exit code in rc.
@@ -444,7 +487,18 @@ if [[ " $steps " == *" bench "* ]]; then
           gpu=$E2E_GPU_SAVED ;;
         io_floor)
           sparkopts=("${split_conf[@]}")
-          submit "$log" --class com.sparksegmentgemm.spark.bench.IoFloor "$tests" "$d/input" "$o"
+          # The job's output width: case c writes 32 floats a row, not its 256 features. A
+          # tests jar older than IoFloor's WIDTH writes them all: recorded as io_floor_din.
+          width=()
+          if [ "$dout" != "$din" ]; then
+            if python3 -c "import sys, zipfile; sys.exit(b'[WIDTH]' not in zipfile.ZipFile(sys.argv[1]).read('com/sparksegmentgemm/spark/bench/IoFloor.class'))" "$tests"; then
+              width=("$dout")
+            else
+              note "$name" "$impl" "the staged tests jar's IoFloor has no WIDTH (rebuild and restage): it writes all $din features, recorded as io_floor_din"
+              impl=io_floor_din
+            fi
+          fi
+          submit "$log" --class com.sparksegmentgemm.spark.bench.IoFloor "$tests" "$d/input" "$o" "${width[@]}"
           rc=$? ;;
         pyspark_torch)
           peer "$log" pyspark_torch --function $fn --input "$d/input" --adapters "$d/adapters" \
@@ -475,9 +529,16 @@ if [[ " $steps " == *" bench "* ]]; then
         continue
       fi
       record "$name" "$impl" "$o" "$log" "$din" "$ms" || failed=1
+      # Whatever RAPIDS left on the CPU in the two GPU runs (spark.rapids.sql.explain=NOT_ON_GPU).
+      if [ "$gpu" = on ] && { [ $impl = gpu_rapids ] || [ ${impl%_din} = io_floor ]; }; then
+        cpu_ops=$(grep -c 'cannot run on GPU' "$log")
+        [ "$cpu_ops" = 0 ] || note "$name" "$impl" "plan: $cpu_ops line(s) 'cannot run on GPU' in $(basename "$log")"
+      fi
       case $impl in
         gpu_rapids) ;;  # the reference
         io_floor) verdict "$name" "$impl" "$o" --schema-only ;;
+        io_floor_din) ;;  # not the job's output width: nothing to compare
+        pandas_numpy_cpu) verdict "$name" "$impl" "$o" --tol "$tol_fp32" "${subset[@]}" ;;
         *) verdict "$name" "$impl" "$o" --tol "$tol" "${subset[@]}" ;;
       esac
       # Outputs are as large as the input: keep only the reference (E2E_KEEP_OUTPUTS=1 keeps all).

@@ -20,12 +20,12 @@ Needs numpy, pyarrow and safetensors.
 import argparse
 import json
 import os
+import time
 from multiprocessing import Pool
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from safetensors.numpy import save_file
 
 
 def adapter_name(i, adapters):
@@ -41,25 +41,60 @@ def adapter_indices(rng, rows, adapters, skew, zipf_s):
     return rng.integers(0, adapters, size=rows)
 
 
-def table(first, rows, d_in, adapters, skew, zipf_s, seed):
-    rng = np.random.default_rng([seed, first])
-    ids = np.arange(first, first + rows, dtype=np.int64)
-    a = adapter_indices(rng, rows, adapters, skew, zipf_s)
-    names = np.array([adapter_name(i, adapters) for i in range(adapters)], dtype=object)
-    x = rng.uniform(-1.0, 1.0, size=rows * d_in).astype(np.float32)
-    feats = pa.FixedSizeListArray.from_arrays(pa.array(x), d_in).cast(pa.list_(pa.float32()))
-    return pa.table({"id": ids, "adapter_id": pa.array(names[a], pa.string()), "features": feats})
+SCHEMA = pa.schema([("id", pa.int64()), ("adapter_id", pa.string()),
+                    ("features", pa.list_(pa.float32()))])
+ROW_GROUP = 32768      # the input's row groups (Spark's batches are at most one row group)
+SMALL_ROW_GROUP = 1024  # the slice's and tiny's: Spark splits Parquet at row groups, and the CPU
+                        # runs need a split per core
 
 
 def write_part(job):
-    path, first, rows, d_in, adapters, skew, zipf_s, seed = job
-    pq.write_table(table(first, rows, d_in, adapters, skew, zipf_s, seed), path,
-                   row_group_size=32768)
+    """One input file, generated and written one row group at a time (a worker holds a row group,
+    not a file: 16 workers of case b would otherwise hold ~5 GB each), and its rows that belong to
+    the slice and tiny sets (the input's first rows, by id) as that part of slice/ and tiny/.
+    The values are those of drawing the whole file at once: the adapter ids first, then the
+    features, from one generator seeded by (seed, first row); numpy's uniform(-1, 1) is
+    -1 + 2 * random(), one double per value, so the row groups drawn one by one give the values
+    of one draw for the whole file (the data of the runs before the writer wrote by row group)."""
+    path, first, rows, d_in, adapters, skew, zipf_s, seed, smalls = job
+    rng = np.random.default_rng([seed, first])
+    a = adapter_indices(rng, rows, adapters, skew, zipf_s)
+    names = np.array([adapter_name(i, adapters) for i in range(adapters)], dtype=object)
+    chunk = min(ROW_GROUP, rows)
+    b64 = np.empty(chunk * d_in)
+    b32 = np.empty(chunk * d_in, np.float32)
+    offsets = pa.array(np.arange(0, (chunk + 1) * d_in, d_in, dtype=np.int32))
+    small_writers = {}
+    try:
+        with pq.ParquetWriter(path, SCHEMA) as w:
+            for s in range(0, rows, chunk):
+                n = min(chunk, rows - s)
+                u = b64[:n * d_in]
+                rng.random(out=u)
+                np.multiply(u, 2.0, out=u)
+                np.add(u, -1.0, out=u)
+                x = b32[:n * d_in]
+                np.copyto(x, u, casting="same_kind")
+                feats = pa.ListArray.from_arrays(offsets[:n + 1], pa.array(x))
+                t = pa.table([pa.array(np.arange(first + s, first + s + n, dtype=np.int64)),
+                              pa.array(names[a[s:s + n]], pa.string()), feats], schema=SCHEMA)
+                w.write_table(t, row_group_size=ROW_GROUP)
+                for sub, (limit, spath) in smalls.items():
+                    keep = min(n, limit - (first + s))
+                    if keep <= 0:
+                        continue
+                    if sub not in small_writers:
+                        small_writers[sub] = pq.ParquetWriter(spath, SCHEMA)
+                    small_writers[sub].write_table(t.slice(0, keep), row_group_size=SMALL_ROW_GROUP)
+    finally:
+        for sw in small_writers.values():
+            sw.close()
     return rows
 
 
 def write_adapters(a):
     """The adapters (and with --weights-rows the dense weights as rows)."""
+    from safetensors.numpy import save_file  # here: the input's writer needs no safetensors
     rng = np.random.default_rng(a.seed + 1)
     rows = []
     for t in range(a.adapters):
@@ -90,18 +125,6 @@ def write_adapters(a):
                        os.path.join(a.out, "weights_rows", "part-00000.parquet"), row_group_size=8192)
 
 
-def first_rows(paths, n):
-    """The first n rows of the input files, in order (as few files as needed)."""
-    parts, have = [], 0
-    for p in paths:
-        if have >= n:
-            break
-        t = pq.read_table(p)
-        parts.append(t.slice(0, n - have))
-        have += parts[-1].num_rows
-    return pa.concat_tables(parts)
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
@@ -114,6 +137,8 @@ def main():
     p.add_argument("--skew", choices=["square", "zipf", "uniform"], default="square")
     p.add_argument("--zipf-s", type=float, default=1.1)
     p.add_argument("--files", type=int, default=16)
+    p.add_argument("--workers", type=int, default=0,
+                   help="parallel writers (default: one per core, at most one per file)")
     p.add_argument("--slice-rows", type=int, default=100_000)
     p.add_argument("--tiny-rows", type=int, default=200)
     p.add_argument("--weights-rows", action="store_true",
@@ -127,25 +152,31 @@ def main():
     for sub in ("input", "slice", "tiny", "adapters"):
         os.makedirs(os.path.join(a.out, sub), exist_ok=True)
 
+    start = time.time()
     per = -(-a.rows // a.files)
-    jobs = [(os.path.join(a.out, "input", f"part-{f:05d}.parquet"), f * per,
-             min(per, a.rows - f * per), a.d_in, a.adapters, a.skew, a.zipf_s, a.seed)
-            for f in range(a.files) if f * per < a.rows]
-    with Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
-        pool.map(write_part, jobs)
-    # The slices are the input's first rows (the same values: the generator is seeded per file).
-    for sub, n in (("slice", a.slice_rows), ("tiny", a.tiny_rows)):
-        # Small row groups: Spark splits Parquet at row groups, and the CPU runs need a split
-        # per core.
-        pq.write_table(first_rows([j[0] for j in jobs], n),
-                       os.path.join(a.out, sub, "part-00000.parquet"), row_group_size=1024)
-    write_adapters(a)
+    jobs = []
+    for f in range(a.files):
+        first = f * per
+        if first >= a.rows:
+            break
+        # The slice and tiny sets: the input's first rows (ids 0 .. n-1), written by the
+        # workers whose files hold them, one part file each.
+        smalls = {sub: (n, os.path.join(a.out, sub, f"part-{f:05d}.parquet"))
+                  for sub, n in (("slice", a.slice_rows), ("tiny", a.tiny_rows)) if first < n}
+        jobs.append((os.path.join(a.out, "input", f"part-{f:05d}.parquet"), first,
+                     min(per, a.rows - first), a.d_in, a.adapters, a.skew, a.zipf_s, a.seed, smalls))
+    with Pool(min(len(jobs), a.workers or os.cpu_count() or 1)) as pool:
+        # The adapters are written by this process meanwhile.
+        pending = pool.map_async(write_part, jobs, chunksize=1)
+        write_adapters(a)
+        pending.get()
     gb = a.rows * a.d_in * 4 / 1e9
     shape = (f"LoRA {a.d_in} -> r {a.rank} -> {a.d_out}" if a.function == "lora_apply"
              else f"{a.d_in} x {a.d_out}")
     print(f"generated {a.rows} rows x {a.d_in} features ({gb:.2f} GB) in {len(jobs)} files, "
           f"{a.adapters} adapters {shape}, ids {a.skew}"
-          f"{f' (s = {a.zipf_s})' if a.skew == 'zipf' else ''}, under {a.out}")
+          f"{f' (s = {a.zipf_s})' if a.skew == 'zipf' else ''}, under {a.out}, "
+          f"in {time.time() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ package com.sparksegmentgemm.spark.bench;
 import static org.apache.spark.sql.functions.coalesce;
 import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.lit;
+import static org.apache.spark.sql.functions.slice;
 import static org.apache.spark.sql.functions.transform;
 
 import java.util.Locale;
@@ -20,8 +21,11 @@ import org.apache.spark.sql.SparkSession;
  * confs as the job, so the difference between the two is what the UDF costs.
  *
  * <pre>
- * spark-submit --class com.sparksegmentgemm.spark.bench.IoFloor TESTS_JAR INPUT OUTPUT
+ * spark-submit --class com.sparksegmentgemm.spark.bench.IoFloor TESTS_JAR INPUT OUTPUT [WIDTH]
  * </pre>
+ * WIDTH (the job's d_out, when it is smaller than d_in: case c's 256 &rarr; 32) writes the
+ * first WIDTH features of each row, so that the floor writes as many bytes as the job does
+ * (the RAPIDS Accelerator runs {@code slice} on the GPU: GpuSlice).
  * Prints one line, timed as SegmentGemmJob times its write: {@code io_floor: ROWS rows in SECONDS s}.
  */
 public final class IoFloor {
@@ -35,18 +39,29 @@ public final class IoFloor {
    * values are not the point, its bytes are.
    */
   public static Dataset<Row> query(Dataset<Row> input) {
-    Column nonNull = transform(col("features"), x -> coalesce(x, lit(0f)));
+    return query(input, 0);
+  }
+
+  /** {@link #query(Dataset)} with each row's first {@code width} features (all when 0). */
+  public static Dataset<Row> query(Dataset<Row> input, int width) {
+    Column features = width > 0 ? slice(col("features"), 1, width) : col("features");
+    Column nonNull = transform(features, x -> coalesce(x, lit(0f)));
     return input.select(col("id"), col("adapter_id"), nonNull.as("output"));
   }
 
   public static void main(String[] args) {
-    if (args.length != 2) {
-      System.err.println("usage: IoFloor INPUT OUTPUT (Parquet paths)");
+    if (args.length != 2 && args.length != 3) {
+      System.err.println("usage: IoFloor INPUT OUTPUT [WIDTH] (Parquet paths; WIDTH: features kept)");
+      System.exit(2);
+    }
+    int width = args.length == 3 ? Integer.parseInt(args[2]) : 0;
+    if (width < 0) {
+      System.err.println("IoFloor: WIDTH must be positive, not " + width);
       System.exit(2);
     }
     SparkSession spark = SparkSession.builder().appName("io-floor").getOrCreate();
     try {
-      Dataset<Row> out = query(spark.read().parquet(args[0]));
+      Dataset<Row> out = query(spark.read().parquet(args[0]), width);
       long start = System.nanoTime();
       out.write().mode(SaveMode.Overwrite).parquet(args[1]);
       double seconds = (System.nanoTime() - start) / 1e9;

@@ -29,5 +29,10 @@ class IoFloorTest {
         out.schema().apply("output").dataType());
     List<Row> rows = out.orderBy("id").collectAsList();
     assertEquals(List.of(3f, 4f), rows.get(1).getList(2));
+    // With a width (the job's d_out below d_in): the first features, the same output type.
+    Dataset<Row> narrow = IoFloor.query(input, 1);
+    assertEquals(DataTypes.createArrayType(DataTypes.FloatType, false),
+        narrow.schema().apply("output").dataType());
+    assertEquals(List.of(3f), narrow.orderBy("id").collectAsList().get(1).getList(2));
   }
 }
