@@ -4,6 +4,7 @@
 // (a SegmentGemmFatalException for SGEMM_CUDA_FATAL). A C++ exception never reaches the JVM:
 // guarded() turns it into a SegmentGemmException (INTERNAL_ERROR). Device pointers and streams
 // travel as longs.
+#include <dlfcn.h>
 #include <jni.h>
 
 #include <cstdint>
@@ -307,6 +308,36 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_timerDestroy0(JNIEnv* env,
                                                                     jlong timer) {
   return guarded(env, __func__, [&]() -> void {
     ok(env, sgemm_timer_destroy(ptr<sgemm_timer>(timer)));
+  });
+}
+
+// Not the C API: loading OpenBLAS for the CPU path (com.sparksegmentgemm.CpuBlas) and limiting it
+// to `threads` threads per call before netlib's JNI BLAS opens the same file (dlopen returns the
+// same handle). Spark runs one task per core, so an OpenBLAS that spreads every call over all
+// cores would oversubscribe them; its OPENBLAS_NUM_THREADS is read from the environment, which a
+// JVM cannot set. Returns the thread count OpenBLAS reports afterwards.
+JNIEXPORT jint JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_openBlasThreads0(JNIEnv* env, jclass,
+                                                                       jstring path,
+                                                                       jint threads) {
+  return guarded(env, __func__, [&]() -> jint {
+    const char* file = env->GetStringUTFChars(path, nullptr);
+    if (file == nullptr) return 0;  // OutOfMemoryError is pending
+    void* lib = dlopen(file, RTLD_NOW | RTLD_GLOBAL);
+    env->ReleaseStringUTFChars(path, file);
+    if (lib == nullptr) {
+      const char* why = dlerror();
+      throw_java(env, SGEMM_INVALID_ARGUMENT, why != nullptr ? why : "dlopen failed", 0);
+      return 0;
+    }
+    auto set = reinterpret_cast<void (*)(int)>(dlsym(lib, "openblas_set_num_threads"));
+    auto get = reinterpret_cast<int (*)()>(dlsym(lib, "openblas_get_num_threads"));
+    if (set == nullptr || get == nullptr) {
+      throw_java(env, SGEMM_INVALID_ARGUMENT, "not OpenBLAS: no openblas_set_num_threads", 0);
+      return 0;
+    }
+    set(threads);
+    return get();  // the library stays loaded, for netlib
   });
 }
 

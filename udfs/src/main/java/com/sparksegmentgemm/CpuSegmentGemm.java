@@ -8,8 +8,8 @@ import dev.ludovic.netlib.blas.BLAS;
  * GPU test, and the CPU path of the UDF.
  *
  * <p>Inputs are rounded to the input's {@link DType}, each segment is one BLAS {@code sgemm}
- * (fp32 accumulation, as the GPU kernels do; netlib picks a native BLAS when one is installed and
- * a vectorised Java one otherwise, as Spark ML does), and outputs are rounded to the dtype.
+ * (fp32 accumulation, as the GPU kernels do; through netlib, on the OpenBLAS this project ships
+ * where it loads, see {@link CpuBlas}), and outputs are rounded to the dtype.
  */
 public final class CpuSegmentGemm {
   private CpuSegmentGemm() {}
@@ -62,7 +62,7 @@ public final class CpuSegmentGemm {
     // Row-major Y_s = X_s . W is column-major Y_s^T = W^T . X_s^T, which is what sgemm computes:
     // W^T is W read column-major (d_out x d_in, ld d_out) for row-major weights, and the
     // transpose of the column-major (d_in x d_out, ld d_in) array for column-major ones.
-    BLAS blas = BLAS.getInstance();
+    BLAS blas = CpuBlas.get();
     if (weightColumnMajor) {
       blas.sgemm("T", "N", dOut, rows, dIn, 1f, w, wOff, dIn, x, xOff, dIn, 0f, y, yOff, dOut);
     } else {

@@ -149,6 +149,16 @@ public final class SegmentGemmNative {
     timerDestroy0(timer);
   }
 
+  /**
+   * Loads the OpenBLAS library at path (a native library for the CPU path, not this one's C API)
+   * and limits it to threads threads per call; returns the count it reports afterwards. Throws
+   * {@link SegmentGemmException} (INVALID_ARGUMENT) if it cannot be loaded or is not OpenBLAS.
+   */
+  public static int openBlasThreads(String path, int threads) {
+    NativeLib.ensureLoaded();
+    return openBlasThreads0(path, threads);
+  }
+
   /** Waits for stream; throws the first error the device found in segment data since the last check. */
   public static void check(long handle, long stream) {
     NativeLib.ensureLoaded();
@@ -201,4 +211,6 @@ public final class SegmentGemmNative {
   private static native void timerRead0(long timer, float[] ms);
 
   private static native void timerDestroy0(long timer);
+
+  private static native int openBlasThreads0(String path, int threads);
 }
