@@ -17,7 +17,6 @@ import com.nvidia.spark.rapids.jni.GpuSplitAndRetryOOM;
 import com.sparksegmentgemm.nativelib.DType;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 
@@ -149,13 +148,13 @@ public final class ColumnarSegmentGemm {
             + " output values exceed one cuDF list column; use smaller batches"
             + " (spark.rapids.sql.batchSizeBytes)");
       }
-      long[][] segments = g.segments();
-      times.segments += segments[0].length;
+      Segments segments = g.segments();
+      times.segments += segments.adapter().length;
       times.groupNs += System.nanoTime() - t;
       DeviceMemoryBuffer out = DeviceMemoryBuffer.allocate((long) n * dOut * 4);
       try {
         compute(source, g.order, g.dest, n, segments, out);
-        return g.asLists(out, rows, n, dOut);  // takes out
+        return g.asLists(out, rows, dOut);  // takes out
       } catch (RuntimeException | Error e) {
         out.close();
         throw e;
@@ -200,6 +199,12 @@ public final class ColumnarSegmentGemm {
   }
 
   /**
+   * A batch's segments in sorted row order: the adapter index of each, and the first sorted row
+   * of each with the end appended (start[i] .. start[i + 1] are segment i's rows).
+   */
+  private record Segments(int[] adapter, long[] start) {}
+
+  /**
    * The group phase's results, on the device: the computed rows in adapter order, each one's
    * result row, the result column's offsets and validity; and on the host the rows per adapter,
    * the computed rows and the first bad row (sgemm_group_rows, then one copy to the host).
@@ -224,11 +229,11 @@ public final class ColumnarSegmentGemm {
       this.firstBad = firstBad;
     }
 
-    /** {adapter index per segment, first sorted row per segment (with the end appended)}. */
-    long[][] segments() {
+    /** The adapters that have rows, in sorted order, and where their rows start. */
+    Segments segments() {
       int k = 0;
       for (int c : counts) if (c > 0) k++;
-      long[] adapter = new long[k];
+      int[] adapter = new int[k];
       long[] start = new long[k + 1];
       int s = 0;
       for (int a = 0; a < counts.length; a++) {
@@ -237,7 +242,7 @@ public final class ColumnarSegmentGemm {
         start[s + 1] = start[s] + counts[a];
         s++;
       }
-      return new long[][] {adapter, start};
+      return new Segments(adapter, start);
     }
 
     /**
@@ -245,7 +250,7 @@ public final class ColumnarSegmentGemm {
      * row order, n * width of them), with this pass's offsets and validity: no copy. It owns
      * child, the offsets and the validity from then on.
      */
-    ColumnVector asLists(DeviceMemoryBuffer child, int rows, int n, int width) {
+    ColumnVector asLists(DeviceMemoryBuffer child, int rows, int width) {
       try (ColumnView values = ColumnView.fromDeviceBuffer(child, 0, ai.rapids.cudf.DType.FLOAT32,
           n * width)) {
         DeviceMemoryBuffer validity = n == rows ? null : valid;
@@ -399,9 +404,9 @@ public final class ColumnarSegmentGemm {
    * one check (a stream synchronisation), after which its adapter slots may be reused.
    */
   private void compute(Table features, DeviceMemoryBuffer order, DeviceMemoryBuffer dest, int n,
-      long[][] segments, DeviceMemoryBuffer out) {
-    int[] adapter = Arrays.stream(segments[0]).mapToInt(a -> (int) a).toArray();
-    long[] start = segments[1];
+      Segments segments, DeviceMemoryBuffer out) {
+    int[] adapter = segments.adapter();
+    long[] start = segments.start();
     long rowBytes = (long) dIn * dtype.bytes();
     for (AdapterWeights.Stage st : weights.stages()) rowBytes += (long) st.dOut() * dtype.bytes();
     long maxRows = Math.max(1, settings.gpuBatchBytes() / Math.max(1, rowBytes));
