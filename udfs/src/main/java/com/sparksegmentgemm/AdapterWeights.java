@@ -125,9 +125,16 @@ public final class AdapterWeights {
    */
   public float[] rounded(int i, int k, DType dtype) {
     if (dtype == DType.FLOAT32) return weight(i, k);
+    float[][][] r;
     synchronized (rounded) {
-      float[][][] r = rounded.computeIfAbsent(dtype, d -> new float[stages.size()][ids.size()][]);
-      if (r[k][i] == null) r[k][i] = CpuSegmentGemm.rounded(weight(i, k), dtype);
+      r = rounded.computeIfAbsent(dtype, d -> new float[stages.size()][ids.size()][]);
+      if (r[k][i] != null) return r[k][i];
+    }
+    // Rounded outside the lock, so that threads (the device cache's parallel upload) round
+    // different adapters at once; two threads rounding the same one store equal arrays.
+    float[] v = CpuSegmentGemm.rounded(weight(i, k), dtype);
+    synchronized (rounded) {
+      if (r[k][i] == null) r[k][i] = v;
       return r[k][i];
     }
   }

@@ -45,8 +45,9 @@ import java.util.Optional;
  *       the group pass's offsets and validity, without a copy; rows that were null or bad come
  *       out null and empty.</li>
  * </ol>
- * Gather, kernels and scatter are enqueued back to back and checked once, at the end (the
- * batch's second and last synchronisation); their times come from CUDA events between them.
+ * Before these, the batch's input is waited for (the upstream work on the stream: timed apart, not
+ * the UDF's own). Gather, kernels and scatter are enqueued back to back and checked once, at the
+ * end (the batch's last synchronisation); their times come from CUDA events between them.
  */
 public final class ColumnarSegmentGemm {
   /** What the UDF returns: ARRAY&lt;FLOAT&gt; with non-null elements, as a cuDF type. */
@@ -101,8 +102,9 @@ public final class ColumnarSegmentGemm {
    * into larger columns (sliced: list offsets need not start at 0).
    */
   public ColumnVector evaluate(ColumnView ids, ColumnView features) {
-    long begin = System.nanoTime();
     PhaseTimes before = times.copy();
+    waitForInput(ids.getRowCount());
+    long begin = System.nanoTime();
     ColumnVector result;
     SegmentGemmMetrics.gpuBatchStarted();
     try {
@@ -121,6 +123,18 @@ public final class ColumnarSegmentGemm {
     SegmentGemmMetrics.recordGpuBatch(ids.getRowCount(), (long) ids.getRowCount() * dIn * 4,
         times.minus(before), System.nanoTime() - begin);
     return result;
+  }
+
+  /**
+   * Waits for the work already on the stream: what produced the batch (the upstream operator's
+   * asynchronous kernels and copies). Done apart so that the UDF's own time, and the busy time,
+   * start when its input exists; an empty batch has nothing to wait for.
+   */
+  private void waitForInput(long rows) {
+    if (rows == 0) return;
+    long t = System.nanoTime();
+    stream.sync();
+    times.inputWaitNs += System.nanoTime() - t;
   }
 
   private ColumnVector evaluateTimed(ColumnView ids, ColumnView features) {
@@ -419,7 +433,9 @@ public final class ColumnarSegmentGemm {
         long want = Math.min(n, row + maxRows);
         int lastSeg = seg;
         while (start[lastSeg + 1] < want) lastSeg++;
+        long t = System.nanoTime();
         try (DeviceAdapterCache.Lease lease = cache.acquire(adapter, seg, lastSeg + 1)) {
+          times.adapterNs += System.nanoTime() - t;
           int k = fitWorkspace(lease.count(), want - row);
           long end = Math.min(want, start[seg + k]);
           runPart(gemm, features, order, dest, row, end, seg, k, start, lease, out);

@@ -1,10 +1,12 @@
 package com.sparksegmentgemm;
 
 import ai.rapids.cudf.ColumnVector;
+import ai.rapids.cudf.Cuda;
 import ai.rapids.cudf.DeviceMemoryBuffer;
 import ai.rapids.cudf.HostMemoryBuffer;
 import com.sparksegmentgemm.nativelib.DType;
 import java.util.Arrays;
+import java.util.stream.IntStream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -26,6 +28,9 @@ import org.slf4j.LoggerFactory;
  */
 public final class DeviceAdapterCache implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(DeviceAdapterCache.class);
+
+  /** The most host staging memory one upload takes (per stage). */
+  private static final long STAGING_BYTES = 256L << 20;
 
   private final AdapterWeights adapters;
   private final DType dtype;
@@ -194,7 +199,7 @@ public final class DeviceAdapterCache implements AutoCloseable {
     }
     Lease lease = new Lease(got);
     try {
-      for (int i = 0; i < uploads; i++) upload(mine[i]);
+      if (uploads > 0) upload(mine, uploads);
     } catch (RuntimeException | Error e) {
       synchronized (this) {
         // The slots this call was filling hold nothing usable: free them for a later try.
@@ -257,32 +262,50 @@ public final class DeviceAdapterCache implements AutoCloseable {
   }
 
   /**
-   * Copies slot s's adapter's rounded weights into slot s of every stage, outside the lock (the
-   * slot is pinned and marked loading, so no other thread writes or reads it). The copies are
-   * synchronous, so a kernel launched after the slot is marked loaded sees the new weights.
+   * Copies the rounded weights of the adapters in slots[0 .. count) into those slots of every
+   * stage, outside the lock (the slots are pinned and marked loading, so no other thread writes
+   * or reads them). Per stage, one host staging buffer (pinned under the RAPIDS Accelerator) is
+   * filled on several cores at once (rounding and encoding a job's first adapters one by one was
+   * most of its first batches' time on the H200, issue 14), then copied slot by slot
+   * asynchronously and waited for once per buffer-full: a kernel launched after the slots are
+   * marked loaded sees the new weights.
    */
-  private void upload(int s) {
-    int a;
+  private void upload(int[] slots, int count) {
+    int[] adapter = new int[count];
     DeviceMemoryBuffer[] dst;
     synchronized (this) {
       ensureOpen();
-      a = adapterIn[s];
+      for (int i = 0; i < count; i++) adapter[i] = adapterIn[slots[i]];
       dst = slabs;
     }
+    Cuda.Stream stream = Cuda.DEFAULT_STREAM;
     for (int k = 0; k < dst.length; k++) {
-      float[] w = adapters.rounded(a, k, dtype);
-      try (HostMemoryBuffer h = HostMemoryBuffer.allocate(slotBytes[k])) {
-        if (dtype == DType.FLOAT32) {
-          h.setFloats(0, w, 0, w.length);
-        } else {
-          short[] bits = dtype.toBits(w);
-          h.setShorts(0, bits, 0, bits.length);
+      long bytes = slotBytes[k];
+      int stage = k;
+      // Staged STAGING_BYTES at a time (at least one adapter), not a whole cache at once.
+      int chunk = (int) Math.max(1, Math.min(count, STAGING_BYTES / bytes));
+      try (HostMemoryBuffer h = HostMemoryBuffer.allocate(chunk * bytes)) {
+        for (int first = 0; first < count; first += chunk) {
+          int from = first;
+          int to = Math.min(count, first + chunk);
+          IntStream.range(from, to).parallel().forEach(i -> {
+            float[] w = adapters.rounded(adapter[i], stage, dtype);
+            long at = (i - from) * bytes;
+            if (dtype == DType.FLOAT32) {
+              h.setFloats(at, w, 0, w.length);
+            } else {
+              short[] bits = dtype.toBits(w);
+              h.setShorts(at, bits, 0, bits.length);
+            }
+          });
+          for (int i = from; i < to; i++) {
+            dst[k].copyFromHostBufferAsync(slots[i] * bytes, h, (i - from) * bytes, bytes, stream);
+          }
+          stream.sync();  // before h is refilled or freed, and before the slots are marked loaded
         }
-        dst[k].copyFromHostBuffer(s * slotBytes[k], h, 0, slotBytes[k]);
       }
     }
-    LOG.debug("Adapter '{}' loaded into device slot {} of {} ({})", adapters.ids().get(a), s,
-        slots, dtype);
+    LOG.debug("{} adapters loaded into device slots ({} slots, {})", count, this.slots, dtype);
   }
 
   private boolean anyLoading() {

@@ -6,13 +6,18 @@ import java.util.TreeSet;
 
 /**
  * Time per phase of {@link ColumnarSegmentGemm#evaluate}, with the segments and native calls
- * made: what benchmarks and {@link SegmentGemmMetrics} report. The group phase is host wall
- * time up to its one synchronisation (the rows per adapter reach the host); gather, kernels and
- * scatter are the stream's time between CUDA events, which includes waiting behind other streams'
- * work on a shared GPU.
+ * made: what benchmarks and {@link SegmentGemmMetrics} report. Input wait comes before the UDF's
+ * own time: the batch's input is produced asynchronously on the task's stream (the RAPIDS
+ * Accelerator's Parquet decode, for one), so the UDF first waits for that work, which is not its
+ * own. The group phase is host wall time from then up to its one synchronisation (the rows per
+ * adapter reach the host); adapters is host time in the device cache (uploads, and waits for
+ * other threads' uploads or for a free slot); gather, kernels and scatter are the stream's time
+ * between CUDA events, which includes waiting behind other streams' work on a shared GPU.
  */
 public final class PhaseTimes {
+  long inputWaitNs;
   long groupNs;
+  long adapterNs;
   long gatherNs;
   long kernelNs;
   long scatterNs;
@@ -35,7 +40,9 @@ public final class PhaseTimes {
 
   PhaseTimes copy() {
     PhaseTimes c = new PhaseTimes();
+    c.inputWaitNs = inputWaitNs;
     c.groupNs = groupNs;
+    c.adapterNs = adapterNs;
     c.gatherNs = gatherNs;
     c.kernelNs = kernelNs;
     c.scatterNs = scatterNs;
@@ -47,7 +54,9 @@ public final class PhaseTimes {
   /** This minus an earlier copy of it: what happened since. */
   PhaseTimes minus(PhaseTimes earlier) {
     PhaseTimes d = new PhaseTimes();
+    d.inputWaitNs = inputWaitNs - earlier.inputWaitNs;
     d.groupNs = groupNs - earlier.groupNs;
+    d.adapterNs = adapterNs - earlier.adapterNs;
     d.gatherNs = gatherNs - earlier.gatherNs;
     d.kernelNs = kernelNs - earlier.kernelNs;
     d.scatterNs = scatterNs - earlier.scatterNs;
@@ -56,9 +65,25 @@ public final class PhaseTimes {
     return d;
   }
 
+  /**
+   * Waiting for the batch's input: the work already on the task's stream when the UDF is called
+   * (the upstream operator's, e.g. Parquet decode), not the UDF's own.
+   */
+  public long inputWaitNs() {
+    return inputWaitNs;
+  }
+
   /** Adapter lookup, validation, sort by adapter and the segment table. */
   public long groupNs() {
     return groupNs;
+  }
+
+  /**
+   * The device cache: uploading adapters that were not resident, waiting for another thread's
+   * upload of the same adapters or for a free slot.
+   */
+  public long adapterNs() {
+    return adapterNs;
   }
 
   /** Gathering features in adapter order into x, in the compute dtype. */
@@ -66,10 +91,7 @@ public final class PhaseTimes {
     return gatherNs;
   }
 
-  /**
-   * Native segment GEMM calls. Adapter uploads into the device cache are not in any phase: they
-   * happen before a part's timer starts (the job's summary shows them as "other").
-   */
+  /** Native segment GEMM calls (adapter uploads are {@link #adapterNs}). */
   public long kernelNs() {
     return kernelNs;
   }

@@ -21,7 +21,9 @@ public final class SegmentGemmMetrics {
   private static final LongAdder GPU_FEATURE_BYTES = new LongAdder();
   private static final LongAdder GPU_UDF_NANOS = new LongAdder();
   private static final LongAdder KERNEL_NANOS = new LongAdder();
+  private static final LongAdder INPUT_WAIT_NANOS = new LongAdder();
   private static final LongAdder GROUP_NANOS = new LongAdder();
+  private static final LongAdder ADAPTER_NANOS = new LongAdder();
   private static final LongAdder GATHER_NANOS = new LongAdder();
   private static final LongAdder SCATTER_NANOS = new LongAdder();
   private static final LongAdder CPU_UDF_NANOS = new LongAdder();
@@ -37,11 +39,13 @@ public final class SegmentGemmMetrics {
    * The counters at one moment. Times are summed over batches, which several task threads run
    * at once; gpuUdfBusyNanos is the wall time during which at least one GPU batch ran (the
    * union of their intervals; summed over executors by {@link #plus}). featureBytes counts both
-   * paths, gpuFeatureBytes the GPU path's. device is the CUDA device of the last GPU batch, or -1.
+   * paths, gpuFeatureBytes the GPU path's. gpuUdfNanos and the busy time start once a batch's
+   * input is ready (inputWaitNanos, the upstream work the UDF waited for, is apart: see
+   * {@link PhaseTimes}). device is the CUDA device of the last GPU batch, or -1.
    */
   public record Snapshot(long rows, long gpuRows, long cpuRows, long batches, long segments,
       long nativeCalls, long featureBytes, long gpuFeatureBytes, long gpuUdfNanos,
-      long kernelNanos, long groupNanos,
+      long kernelNanos, long inputWaitNanos, long groupNanos, long adapterNanos,
       long gatherNanos, long scatterNanos, long cpuUdfNanos, long gpuUdfBusyNanos,
       int gpuDevice) {
 
@@ -65,19 +69,19 @@ public final class SegmentGemmMetrics {
     }
 
     public static final Snapshot ZERO = new Snapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        -1);
+        0, 0, -1);
 
     /** Every field, in declaration order (for messages of JDK types only). */
     public long[] toLongs() {
       return new long[] {rows, gpuRows, cpuRows, batches, segments, nativeCalls, featureBytes,
-          gpuFeatureBytes, gpuUdfNanos, kernelNanos, groupNanos, gatherNanos, scatterNanos, cpuUdfNanos,
-          gpuUdfBusyNanos, gpuDevice};
+          gpuFeatureBytes, gpuUdfNanos, kernelNanos, inputWaitNanos, groupNanos, adapterNanos,
+          gatherNanos, scatterNanos, cpuUdfNanos, gpuUdfBusyNanos, gpuDevice};
     }
 
     public static Snapshot fromLongs(long[] v) {
-      if (v.length != 16) throw new IllegalArgumentException("a snapshot has 16 fields, not " + v.length);
+      if (v.length != 18) throw new IllegalArgumentException("a snapshot has 18 fields, not " + v.length);
       return new Snapshot(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
-          v[11], v[12], v[13], v[14], (int) v[15]);
+          v[11], v[12], v[13], v[14], v[15], v[16], (int) v[17]);
     }
   }
 
@@ -106,7 +110,9 @@ public final class SegmentGemmMetrics {
     GPU_FEATURE_BYTES.add(featureBytes);
     GPU_UDF_NANOS.add(udfNanos);
     KERNEL_NANOS.add(t.kernelNs);
+    INPUT_WAIT_NANOS.add(t.inputWaitNs);
     GROUP_NANOS.add(t.groupNs);
+    ADAPTER_NANOS.add(t.adapterNs);
     GATHER_NANOS.add(t.gatherNs);
     SCATTER_NANOS.add(t.scatterNs);
     GPU_DEVICE.set(Cuda.getDevice());
@@ -116,7 +122,8 @@ public final class SegmentGemmMetrics {
     return new Snapshot(ROWS.sum(), GPU_ROWS.sum(), CPU_ROWS.sum(), BATCHES.sum(),
         SEGMENTS.sum(), NATIVE_CALLS.sum(), FEATURE_BYTES.sum(), GPU_FEATURE_BYTES.sum(),
         GPU_UDF_NANOS.sum(),
-        KERNEL_NANOS.sum(), GROUP_NANOS.sum(), GATHER_NANOS.sum(), SCATTER_NANOS.sum(),
+        KERNEL_NANOS.sum(), INPUT_WAIT_NANOS.sum(), GROUP_NANOS.sum(), ADAPTER_NANOS.sum(),
+        GATHER_NANOS.sum(), SCATTER_NANOS.sum(),
         CPU_UDF_NANOS.sum(), GPU_UDF_BUSY_NANOS.sum(), GPU_DEVICE.get());
   }
 

@@ -202,11 +202,13 @@ class SegmentGemmUdfGpuTest {
          ColumnVector out = new ColumnarSegmentGemm(s, AdapterWeights.Function.SEGMENT_GEMM, times).evaluate(ids, features)) {
       assertEquals(1, times.nativeCalls(), "1,000 adapters, one native call");
       // Every row computed: the result column is built without a validity mask; the phases
-      // were timed (CUDA events around gather, kernels and scatter; host time for the group).
+      // were timed (CUDA events around gather, kernels and scatter; host time for the input
+      // wait, the group and the device cache).
       assertEquals(0, out.getNullCount());
-      assertTrue(times.groupNs() > 0 && times.gatherNs() > 0 && times.kernelNs() > 0
-          && times.scatterNs() > 0, "phase times " + times.groupNs() + "/" + times.gatherNs()
-          + "/" + times.kernelNs() + "/" + times.scatterNs());
+      assertTrue(times.inputWaitNs() > 0 && times.groupNs() > 0 && times.adapterNs() > 0
+          && times.gatherNs() > 0 && times.kernelNs() > 0 && times.scatterNs() > 0,
+          "phase times " + times.inputWaitNs() + "/" + times.groupNs() + "/" + times.adapterNs()
+          + "/" + times.gatherNs() + "/" + times.kernelNs() + "/" + times.scatterNs());
       checkRows(new SegmentGemmUdf(s), "many", s, rows, toRows(out), "1,000 adapters " + dtype);
     }
   }

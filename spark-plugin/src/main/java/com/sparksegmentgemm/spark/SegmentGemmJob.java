@@ -714,15 +714,19 @@ public final class SegmentGemmJob {
     } else if (u.gpuRows() > 0) {
       // Task threads overlap: GB/s over the wall time during which some GPU batch ran on an
       // executor (summed over executors: a per-executor rate); phases are summed over batches.
+      // The UDF's time starts once a batch's input exists: the wait for the upstream work that
+      // produces it (Parquet decode) is shown apart.
       double busy = u.gpuUdfBusyNanos() / 1e9;
       udf = String.format(Locale.ROOT, "%s: UDF busy %.2f s, %.2f GB/s of features per "
-          + "executor; summed over %,d batches: UDF %.2f s = group %.2f + gather %.2f + kernels "
-          + "%.2f + scatter %.2f + other %.2f s; %,d native calls over %,d segments", where,
+          + "executor; summed over %,d batches: input wait %.2f s, then UDF %.2f s = group %.2f "
+          + "+ adapters %.2f + gather %.2f + kernels %.2f + scatter %.2f + other %.2f s; %,d "
+          + "native calls over %,d segments", where,
           busy, busy == 0 ? 0 : u.gpuFeatureBytes() / busy / 1e9, u.batches(),
-          u.gpuUdfNanos() / 1e9,
-          u.groupNanos() / 1e9, u.gatherNanos() / 1e9, u.kernelNanos() / 1e9,
-          u.scatterNanos() / 1e9, (u.gpuUdfNanos() - u.groupNanos() - u.gatherNanos()
-              - u.kernelNanos() - u.scatterNanos()) / 1e9, u.nativeCalls(), u.segments());
+          u.inputWaitNanos() / 1e9, u.gpuUdfNanos() / 1e9,
+          u.groupNanos() / 1e9, u.adapterNanos() / 1e9, u.gatherNanos() / 1e9,
+          u.kernelNanos() / 1e9, u.scatterNanos() / 1e9, (u.gpuUdfNanos() - u.groupNanos()
+              - u.adapterNanos() - u.gatherNanos() - u.kernelNanos() - u.scatterNanos()) / 1e9,
+          u.nativeCalls(), u.segments());
     } else {
       double cpu = u.cpuUdfNanos() / 1e9;
       udf = String.format(Locale.ROOT, "%s: UDF %.2f s summed over task threads, %.3f GB/s of "

@@ -168,7 +168,7 @@ class SegmentGemmSqlTest extends SharedSessionTest {
   @Test
   void executorReportsTravelAsJdkTypes() {
     SegmentGemmMetrics.Snapshot m = new SegmentGemmMetrics.Snapshot(1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-        11, 12, 13, 14, 15, 1);
+        11, 12, 13, 14, 15, 16, 17, 1);
     SegmentGemmPlugin.ExecutorReport r = new SegmentGemmPlugin.ExecutorReport("7", "host-a", "1",
         "GPU 1", 42, m);
     Object wire = r.toWire();
