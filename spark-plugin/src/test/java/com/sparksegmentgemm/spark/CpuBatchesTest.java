@@ -73,7 +73,9 @@ class CpuBatchesTest extends SharedSessionTest {
     SegmentGemmDemo.Options o = demo(function, dtype, function + "-" + dtype);
     SegmentGemmJob.Result[] r = new SegmentGemmJob.Result[1];
     String batchedPlan = job(options(o, o.input().toString(), o.output().toString()), r);
-    assertTrue(batchedPlan.contains("MapPartitions"), batchedPlan);
+    // The batches' rows, scanned (CpuBatches), not the SQL function.
+    assertTrue(batchedPlan.contains("Scan ExistingRDD"), batchedPlan);
+    assertFalse(batchedPlan.contains(function + "("), batchedPlan);
     assertEquals(1500, r[0].rows());
     assertEquals(1500, r[0].udf().rows());
     assertEquals(1500, r[0].udf().cpuRows());
@@ -86,7 +88,7 @@ class CpuBatchesTest extends SharedSessionTest {
     Path rowDir = dir.resolve(function + "-" + dtype + "-rows");
     String rowPlan = job(options(o, o.input().toString(), rowDir.resolve("output").toString(),
         "--conf", "spark.segmentgemm.cpuBatchRows=0"), r);
-    assertFalse(rowPlan.contains("MapPartitions"), rowPlan);
+    assertFalse(rowPlan.contains("ExistingRDD"), rowPlan);
     assertTrue(rowPlan.contains(function + "("), rowPlan);
     assertEquals(1500, r[0].udf().cpuRows());
     SPARK.read().parquet(o.input().toString()).write().parquet(rowDir.resolve("input").toString());
