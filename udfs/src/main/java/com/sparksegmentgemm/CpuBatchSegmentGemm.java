@@ -2,11 +2,10 @@ package com.sparksegmentgemm;
 
 import com.sparksegmentgemm.nativelib.DType;
 import java.util.Arrays;
-import scala.collection.Seq;
 
 /**
  * The CPU path over a batch of rows, for callers that see more than one row at a time (the job's
- * {@code mapPartitions}): rows are checked exactly as {@link SegmentGemmRowUdf} checks them (one
+ * {@code CpuBatches}): rows are checked exactly as {@link SegmentGemmRowUdf} checks them (one
  * shared {@link SegmentGemmRowUdf#readRow}), grouped by adapter (stably), gathered into one
  * {@code (rows, d_in)} matrix, multiplied by ONE {@code sgemm} per adapter and stage (instead of
  * one matrix-vector product per row, which re-reads the adapter's whole weight matrix for every
@@ -26,12 +25,14 @@ public final class CpuBatchSegmentGemm {
   /**
    * y for each row i of (adapterIds[i], features[i]): null for a null id or null features, and
    * for a bad row under onBadRow=null; under onBadRow=error the first bad row in row order throws
-   * the row path's {@link BadRowException}. Counts every row in {@link SegmentGemmMetrics}.
+   * the row path's {@link BadRowException}. firstNull[i] is the index of the first null value of
+   * features[i], or -1 for none (as {@link SegmentGemmRowUdf#readRow} takes it). Counts every row
+   * in {@link SegmentGemmMetrics}.
    */
-  public float[][] evaluate(Object[] adapterIds, Seq<Float>[] features) {
-    if (adapterIds.length != features.length) {
+  public float[][] evaluate(Object[] adapterIds, float[][] features, int[] firstNull) {
+    if (adapterIds.length != features.length || features.length != firstNull.length) {
       throw new IllegalArgumentException(adapterIds.length + " adapter ids but "
-          + features.length + " feature rows");
+          + features.length + " feature rows and " + firstNull.length + " null positions");
     }
     long start = System.nanoTime();
     // Read on first use, as the row path reads them: where the adapters are read from is the
@@ -47,10 +48,10 @@ public final class CpuBatchSegmentGemm {
     int[] groupStart = new int[w.size() + 1];
     long featureBytes = 0;
     for (int r = 0; r < n; r++) {
-      if (features[r] != null) featureBytes += 4L * features[r].length();
+      if (features[r] != null) featureBytes += 4L * features[r].length;
       try {
         adapter[r] = SegmentGemmRowUdf.readRow(w, dtype, "adapter_id", "features", adapterIds[r],
-            features[r], x, r * dIn, "");
+            features[r], firstNull[r], x, r * dIn, "");
       } catch (BadRowException e) {
         if (settings.onBadRow() == SegmentGemmConf.OnBadRow.ERROR) throw e;
         adapter[r] = -1;

@@ -139,27 +139,49 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
    * features rounded to dtype to {@code x[off .. off + d_in)}, or -1 for a null id or null
    * features (a null row).
    *
+   * @param features the row's values, a null one as any value (firstNull says where)
+   * @param firstNull the index of the first null value in features, or -1 for none
    * @param where where the row is, for the message (see {@link BadRowException}), or empty
    * @throws BadRowException for an unknown adapter, features of the wrong length or a null
    *     value (the caller applies onBadRow)
    */
   public static int readRow(AdapterWeights w, DType dtype, String idColumn,
-      String featuresColumn, Object adapterId, Seq<Float> features, float[] x, int off,
-      String where) {
+      String featuresColumn, Object adapterId, float[] features, int firstNull, float[] x,
+      int off, String where) {
     if (adapterId == null || features == null) return -1;
     String id = adapterId.toString();
     int a = w.indexOf(id);
     if (a < 0) throw BadRowException.unknownAdapter(w, idColumn, id, where);
     int dIn = w.dIn();
-    if (features.length() != dIn) {
-      throw BadRowException.wrongLength(w, featuresColumn, id, features.length(), where);
+    if (features.length != dIn) {
+      throw BadRowException.wrongLength(w, featuresColumn, id, features.length, where);
     }
-    for (int i = 0; i < dIn; i++) {
-      Float v = features.apply(i);
-      if (v == null) throw BadRowException.nullValue(w, featuresColumn, id, i, where);
-      x[off + i] = dtype.round(v);
-    }
+    if (firstNull >= 0) throw BadRowException.nullValue(w, featuresColumn, id, firstNull, where);
+    for (int i = 0; i < dIn; i++) x[off + i] = dtype.round(features[i]);
     return a;
+  }
+
+  /**
+   * {@link #readRow(AdapterWeights, DType, String, String, Object, float[], int, float[], int,
+   * String) readRow} of features as Spark SQL hands them to a Scala function (boxed, a null value
+   * as null).
+   */
+  public static int readRow(AdapterWeights w, DType dtype, String idColumn,
+      String featuresColumn, Object adapterId, Seq<Float> features, float[] x, int off,
+      String where) {
+    if (adapterId == null || features == null) return -1;
+    float[] values = new float[features.length()];
+    int firstNull = -1;
+    for (int i = 0; i < values.length; i++) {
+      Float v = features.apply(i);
+      if (v != null) {
+        values[i] = v;
+      } else if (firstNull < 0) {
+        firstNull = i;
+      }
+    }
+    return readRow(w, dtype, idColumn, featuresColumn, adapterId, values, firstNull, x, off,
+        where);
   }
 
   /** The same as {@link #call}: what Spark's ScalaUDF calls when the SQL functions build it. */

@@ -65,6 +65,23 @@ class CpuBatchSegmentGemmTest {
     return out;
   }
 
+  /** The batched path's features: NaN where a value is null (which firstNulls marks). */
+  private static float[][] floats(List<UdfCases.Input> rows) {
+    float[][] out = new float[rows.size()][];
+    for (int i = 0; i < out.length; i++) {
+      List<Float> f = rows.get(i).features();
+      if (f == null) continue;
+      out[i] = new float[f.size()];
+      for (int j = 0; j < out[i].length; j++) out[i][j] = f.get(j) == null ? Float.NaN : f.get(j);
+    }
+    return out;
+  }
+
+  private static int[] firstNulls(List<UdfCases.Input> rows) {
+    return rows.stream().mapToInt(r -> r.features() == null ? -1 : r.features().indexOf(null))
+        .toArray();
+  }
+
   private static Object[] ids(List<UdfCases.Input> rows) {
     return rows.stream().map(UdfCases.Input::adapterId).toArray();
   }
@@ -90,7 +107,8 @@ class CpuBatchSegmentGemmTest {
       List<UdfCases.Input> rows) {
     float[][] rowWise = rowPath(new SegmentGemmRowUdf(s, f), rows);
     SegmentGemmMetrics.Snapshot before = SegmentGemmMetrics.snapshot();
-    float[][] batched = new CpuBatchSegmentGemm(s, f).evaluate(ids(rows), seqs(rows));
+    float[][] batched = new CpuBatchSegmentGemm(s, f).evaluate(ids(rows), floats(rows),
+        firstNulls(rows));
     SegmentGemmMetrics.Snapshot d = SegmentGemmMetrics.snapshot().minus(before);
     assertEquals(rows.size(), d.rows());
     assertEquals(rows.size(), d.cpuRows());
@@ -240,16 +258,16 @@ class CpuBatchSegmentGemmTest {
       String expected = assertThrows(BadRowException.class, () -> rowPath(rowUdf,
           List.of(first))).getMessage();
       String actual = assertThrows(BadRowException.class, () -> new CpuBatchSegmentGemm(s, f)
-          .evaluate(ids(rows), seqs(rows))).getMessage();
+          .evaluate(ids(rows), floats(rows), firstNulls(rows))).getMessage();
       assertEquals(expected, actual);
     }
   }
 
   @Test
   void mismatchedInputsAreRejected() {
-    assertEquals("2 adapter ids but 1 feature rows", assertThrows(IllegalArgumentException.class,
-        () -> new CpuBatchSegmentGemm(settings("dense", DType.FLOAT32),
-            AdapterWeights.Function.SEGMENT_GEMM).evaluate(new Object[] {"a1", "a2"},
-            seqs(List.of(new UdfCases.Input("a1", null))))).getMessage());
+    assertEquals("2 adapter ids but 1 feature rows and 1 null positions",
+        assertThrows(IllegalArgumentException.class, () -> new CpuBatchSegmentGemm(
+            settings("dense", DType.FLOAT32), AdapterWeights.Function.SEGMENT_GEMM).evaluate(
+            new Object[] {"a1", "a2"}, new float[1][], new int[] {-1})).getMessage());
   }
 }

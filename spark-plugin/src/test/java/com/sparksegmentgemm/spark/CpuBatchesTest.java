@@ -2,6 +2,7 @@ package com.sparksegmentgemm.spark;
 
 import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.expr;
+import static org.apache.spark.sql.functions.lit;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -10,18 +11,23 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.sparksegmentgemm.BadRowException;
 import com.sparksegmentgemm.nativelib.DType;
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.stream.Stream;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
+import org.apache.spark.sql.types.StructType;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The job without the RAPIDS Accelerator (as here): its batched CPU path (CpuBatches) against
@@ -73,7 +79,9 @@ class CpuBatchesTest extends SharedSessionTest {
     SegmentGemmDemo.Options o = demo(function, dtype, function + "-" + dtype);
     SegmentGemmJob.Result[] r = new SegmentGemmJob.Result[1];
     String batchedPlan = job(options(o, o.input().toString(), o.output().toString()), r);
-    assertTrue(batchedPlan.contains("MapPartitions"), batchedPlan);
+    // The batches' rows, scanned (CpuBatches), not the SQL function.
+    assertTrue(batchedPlan.contains("Scan ExistingRDD"), batchedPlan);
+    assertFalse(batchedPlan.contains(function + "("), batchedPlan);
     assertEquals(1500, r[0].rows());
     assertEquals(1500, r[0].udf().rows());
     assertEquals(1500, r[0].udf().cpuRows());
@@ -86,7 +94,7 @@ class CpuBatchesTest extends SharedSessionTest {
     Path rowDir = dir.resolve(function + "-" + dtype + "-rows");
     String rowPlan = job(options(o, o.input().toString(), rowDir.resolve("output").toString(),
         "--conf", "spark.segmentgemm.cpuBatchRows=0"), r);
-    assertFalse(rowPlan.contains("MapPartitions"), rowPlan);
+    assertFalse(rowPlan.contains("ExistingRDD"), rowPlan);
     assertTrue(rowPlan.contains(function + "("), rowPlan);
     assertEquals(1500, r[0].udf().cpuRows());
     SPARK.read().parquet(o.input().toString()).write().parquet(rowDir.resolve("input").toString());
@@ -94,6 +102,47 @@ class CpuBatchesTest extends SharedSessionTest {
     // The same table: ids, adapters and column order.
     assertEquals(SPARK.read().parquet(o.output().toString()).schema(),
         SPARK.read().parquet(rowDir.resolve("output").toString()).schema());
+  }
+
+  /**
+   * Numeric ids (naming the adapters by number) and kept features of another type (here
+   * ARRAY&lt;DOUBLE&gt;, which the function casts) on both paths: the same values and the same
+   * table, the output column appended.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"int", "bigint"})
+  void numericIdsAndKeptDoubleFeaturesAsTheRowPath(String idType) throws IOException {
+    SegmentGemmDemo.Options o = demo("segment_gemm", DType.BFLOAT16, "ids-" + idType);
+    Path numbered = Files.createDirectories(dir.resolve("ids-" + idType + "-adapters"));
+    try (Stream<Path> files = Files.list(o.adapterDir())) {
+      for (Path f : files.toList()) {  // tenant_004.safetensors -> 4.safetensors
+        String name = f.getFileName().toString();
+        Files.copy(f, numbered.resolve(Integer.parseInt(name.substring("tenant_".length(),
+            name.indexOf('.'))) + ".safetensors"));
+      }
+    }
+    String input = dir.resolve("ids-" + idType + "-input").toString();
+    SPARK.read().parquet(o.input().toString()).select(col("id"), lit("old").as("tag"),
+        expr("CAST(substring(adapter_id, 8) AS " + idType + ")").as("adapter_id"),
+        col("features").cast("array<double>").as("features")).write().parquet(input);
+    StructType[] schemas = new StructType[2];
+    for (int p = 0; p < 2; p++) {
+      // Checked as the demo's output, against the demo's input (string ids, float features).
+      Path sub = dir.resolve("ids-" + idType + "-" + p);
+      String plan = job(options(o, input, sub.resolve("output").toString(), "--adapters",
+          numbered.toString(), "--keep-features", "--conf", "spark.segmentgemm.cpuBatchRows="
+          + (p == 0 ? 7 : 0)), new SegmentGemmJob.Result[1]);
+      assertEquals(p == 0, plan.contains("Scan ExistingRDD"), plan);
+      SPARK.read().parquet(o.input().toString()).write().parquet(sub.resolve("input").toString());
+      assertTrue(checkAll(o, sub) <= 1, "cpuBatchRows=" + (p == 0 ? 7 : 0));
+      schemas[p] = SPARK.read().parquet(sub.resolve("output").toString()).schema();
+    }
+    assertEquals(List.of("id", "tag", "adapter_id", "features", "output"),
+        List.of(schemas[0].fieldNames()));
+    assertEquals("array<float>", schemas[0].apply("output").dataType().simpleString());
+    assertEquals(idType, schemas[0].apply("adapter_id").dataType().sql().toLowerCase(Locale.ROOT));
+    assertEquals("array<double>", schemas[0].apply("features").dataType().simpleString());
+    assertEquals(schemas[1], schemas[0], "the row path's table");
   }
 
   /**
