@@ -303,8 +303,29 @@ public final class SegmentGemmJob {
       plugins.add(SegmentGemmPlugin.class.getName());
     }
     conf.put("spark.plugins", SegmentGemmPlugin.withPluginOrder(String.join(",", plugins)));
+    withIoDefaults(conf, given);
     conf.forEach(b::config);
     return b.getOrCreate();
+  }
+
+  /**
+   * The job's own defaults for its Parquet I/O under the RAPIDS Accelerator, where neither
+   * spark-submit nor --conf sets them (no effect without it). The RAPIDS Accelerator's
+   * multithreaded Parquet reader with 32 host threads: on an H200 with 16 cores (2026-12-03,
+   * spark-plugin/bench/floor_sweep.sh, case a) it cut the job's time from 4.99 s to 3.76 s against
+   * its default reader (COALESCING for local files), and the other settings tried (no output
+   * compression, 4 concurrent GPU tasks, asynchronous output write, no chunked reader) did less
+   * (docs/benchmarks.md#e2e-floor).
+   */
+  static final Map<String, String> IO_DEFAULTS = Map.of(
+      "spark.rapids.sql.format.parquet.reader.type", "MULTITHREADED",
+      "spark.rapids.sql.multiThreadedRead.numThreads", "32");
+
+  /** Adds to conf (the job's --conf) each of IO_DEFAULTS that neither it nor given sets. */
+  static void withIoDefaults(Map<String, String> conf, org.apache.spark.SparkConf given) {
+    IO_DEFAULTS.forEach((k, v) -> {
+      if (!given.contains(k)) conf.putIfAbsent(k, v);
+    });
   }
 
   private static boolean useGpu(String mode) {

@@ -41,6 +41,19 @@ class SegmentGemmJobTest extends SharedSessionTest {
   }
 
   @Test
+  void ioDefaultsFillOnlyWhatNobodySet() {
+    String reader = "spark.rapids.sql.format.parquet.reader.type";
+    String threads = "spark.rapids.sql.multiThreadedRead.numThreads";
+    java.util.Map<String, String> none = new java.util.HashMap<>();
+    SegmentGemmJob.withIoDefaults(none, new org.apache.spark.SparkConf(false));
+    assertEquals(java.util.Map.of(reader, "MULTITHREADED", threads, "32"), none);
+    // --conf wins, and so does spark-submit's conf (which the builder would otherwise override).
+    java.util.Map<String, String> byFlag = new java.util.HashMap<>(java.util.Map.of(reader, "COALESCING"));
+    SegmentGemmJob.withIoDefaults(byFlag, new org.apache.spark.SparkConf(false).set(threads, "8"));
+    assertEquals(java.util.Map.of(reader, "COALESCING"), byFlag);
+  }
+
+  @Test
   void helpAndBadArgumentsExitWithoutStartingSpark() {
     Cli help = cli("--help");
     assertEquals(0, help.code());
