@@ -23,6 +23,7 @@
 #                Parquet input and with the same output columns (id, adapter_id, output):
 #                  gpu_rapids        SegmentGemmJob with the RAPIDS Accelerator (the reference)
 #                  cpu_fallback      the same job without it, all cores, on the case's slice
+#                                    (a and c: the whole input)
 #                  io_floor          the same read and write with no math (bench.IoFloor), the
 #                                    same launcher and confs as gpu_rapids
 #                  pyspark_torch     plain PySpark mapInArrow + torch bf16 on the GPU (peers.py)
@@ -42,8 +43,9 @@
 # E2E_IMPLS (all six), E2E_A_ROWS (or E2E_ROWS, 2000000), E2E_A_DIM (or E2E_DIM, 1024),
 # E2E_A_ADAPTERS (or E2E_ADAPTERS, 100), E2E_B_ROWS (1000000), E2E_B_DIM (4096), E2E_B_RANK (16),
 # E2E_B_ADAPTERS (1000), E2E_B_ZIPF (1.1), E2E_C_ROWS (10000000), E2E_C_DIN (256), E2E_C_DOUT (32),
-# E2E_C_ADAPTERS (10000); the CPU fallback's slice E2E_A_SLICE (or E2E_SLICE, 1000000),
-# E2E_B_SLICE (or E2E_SLICE, 250000), E2E_C_SLICE (or E2E_SLICE, 1000000); E2E_TINY (200 rows for sql_explode);
+# E2E_C_ADAPTERS (10000); the CPU fallback's slice (the input's first rows) E2E_A_SLICE (or
+# E2E_SLICE; default: the whole input), E2E_B_SLICE (or E2E_SLICE, 250000), E2E_C_SLICE (or
+# E2E_SLICE; default: the whole input); E2E_TINY (200 rows for sql_explode);
 # E2E_GPU_SPLIT (512m, spark.sql.files.maxPartitionBytes of gpu_rapids and io_floor); the peers:
 # E2E_TORCH_TASKS (8: local[N], N Python workers sharing the GPU), E2E_TORCH_MODE (auto: one
 # torch._grouped_mm per batch where torch has it, else loop: one matmul per adapter),
@@ -417,24 +419,27 @@ if [[ " $steps " == *" bench "* ]]; then
   for c in ${E2E_CASES:-a b c}; do
     # Each case's sizes (env overrides; tiny ones make a CPU dry run). batch: the peers' rows per
     # Arrow batch, about 64-270 MB of features each (16 Python workers hold a few batches each).
-    # Slices: enough rows per task (16 tasks) for a steady rate: each task of the CPU path pays
-    # seconds of fixed cost first (code generation, the JIT, the weights' rounding). Measured
-    # here, 2 cores, 2026-12-03: an 8,000-row slice ran at 897 rows/s and a 40,000-row one at
-    # 4,505 rows/s, in the same 8.9 s.
+    # Slices: the CPU fallback runs on the whole input (the numpy peer's rows: like with like)
+    # where it fits a call; each task of the CPU path pays seconds of fixed cost first (code
+    # generation, the JIT, the weights' rounding), so a slice a tenth of the peer's rows
+    # understates its rate (H200, 2026-12-03, case c: 1M rows at 0.48x numpy's 10M). Case b's
+    # stays 250,000 rows (its CPU path runs ~10,000 rows/s on 16 cores). A slice of at least the
+    # input's rows is the input itself (not written twice).
     fn=segment_gemm; rank=0; gen=(); batch=32768
     case $c in
       a) rows=${E2E_A_ROWS:-${E2E_ROWS:-2000000}}; din=${E2E_A_DIM:-${E2E_DIM:-1024}}; dout=$din
-         adapters=${E2E_A_ADAPTERS:-${E2E_ADAPTERS:-100}}; slice=${E2E_A_SLICE:-${E2E_SLICE:-1000000}}
+         adapters=${E2E_A_ADAPTERS:-${E2E_ADAPTERS:-100}}; slice=${E2E_A_SLICE:-${E2E_SLICE:-$rows}}
          gen=(--weights-rows) ;;
       b) fn=lora_apply; rows=${E2E_B_ROWS:-1000000}; din=${E2E_B_DIM:-4096}; dout=$din
          rank=${E2E_B_RANK:-16}; adapters=${E2E_B_ADAPTERS:-1000}; batch=16384
          slice=${E2E_B_SLICE:-${E2E_SLICE:-250000}}
          gen=(--function lora_apply --rank "$rank" --skew zipf --zipf-s "${E2E_B_ZIPF:-1.1}") ;;
       c) rows=${E2E_C_ROWS:-10000000}; din=${E2E_C_DIN:-256}; dout=${E2E_C_DOUT:-32}
-         adapters=${E2E_C_ADAPTERS:-10000}; slice=${E2E_C_SLICE:-${E2E_SLICE:-1000000}}
+         adapters=${E2E_C_ADAPTERS:-10000}; slice=${E2E_C_SLICE:-${E2E_SLICE:-$rows}}
          batch=65536 ;;
       *) echo "bench: unknown case '$c' (E2E_CASES takes a, b, c)"; failed=1; continue ;;
     esac
+    [ "$slice" -ge "$rows" ] && slice=0   # no slice: the slow baselines read the input
     human=$(awk -v n="$rows" 'BEGIN { if (n % 1000000 == 0) print n / 1000000 "m";
       else if (n % 1000 == 0) print n / 1000 "k"; else print n }')
     if [ $fn = lora_apply ]; then
@@ -466,6 +471,7 @@ if [[ " $steps " == *" bench "* ]]; then
     ref=$d/out-gpu_rapids
     [ -d "$ref" ] && [[ " $impls " != *" gpu_rapids "* ]] && note "$name" gpu_rapids "reference reused from an earlier call"
     fnargs=(); [ $fn = lora_apply ] && fnargs=(--function lora_apply)
+    slice_dir=slice; [ "$slice" = 0 ] && slice_dir=input
     for impl in $impls; do
       o=$d/out-$impl; log=$out/bench-$c${tag:+-$tag}-$impl.log; subset=()
       rm -rf "$o"
@@ -481,7 +487,7 @@ if [[ " $steps " == *" bench "* ]]; then
           # A slice of the input (rows/s is what counts), the whole JVM without RAPIDS.
           subset=(--a-subset)
           E2E_GPU_SAVED=$gpu; gpu=off
-          job "$log" "${fnargs[@]}" --input "$d/slice" --adapters "$d/adapters" --output "$o" \
+          job "$log" "${fnargs[@]}" --input "$d/$slice_dir" --adapters "$d/adapters" --output "$o" \
             --mode overwrite --progress-seconds 10
           rc=$?
           gpu=$E2E_GPU_SAVED ;;
@@ -507,7 +513,7 @@ if [[ " $steps " == *" bench "* ]]; then
           rc=$? ;;
         pandas_numpy_cpu)
           in=$d/input
-          [ "${E2E_NUMPY_ON:-input}" = slice ] && { in=$d/slice; subset=(--a-subset); }
+          [ "${E2E_NUMPY_ON:-input}" = slice ] && { in=$d/$slice_dir; subset=(--a-subset); }
           peer "$log" pandas_numpy_cpu --function $fn --input "$in" --adapters "$d/adapters" \
             --output "$o" --master "local[$cores]"
           rc=$? ;;
