@@ -41,7 +41,8 @@ import org.slf4j.LoggerFactory;
  * ({@link SegmentGemmMetrics}) to Spark's metric system (source
  * {@code plugin.com.sparksegmentgemm.spark.SegmentGemmPlugin}: rows, gpuRows, cpuRows, batches,
  * segments, nativeCalls, featureBytes, gpuFeatureBytes, gpuUdfTimeNs, gpuUdfBusyTimeNs,
- * kernelTimeNs, cpuUdfTimeNs, gpuDevice), and
+ * inputWaitTimeNs, groupTimeNs, adapterTimeNs, gatherTimeNs, kernelTimeNs, scatterTimeNs,
+ * cpuUdfTimeNs, gpuDevice), and
  * sends them to the driver after each task. GPU memory (workspace, adapter slabs) is taken
  * through RMM on the first batch, once the RAPIDS Accelerator has set up its pool.
  */
@@ -259,7 +260,12 @@ public final class SegmentGemmPlugin implements SparkPlugin {
       gauge(registry, "gpuFeatureBytes", SegmentGemmMetrics.Snapshot::gpuFeatureBytes);
       gauge(registry, "gpuUdfTimeNs", SegmentGemmMetrics.Snapshot::gpuUdfNanos);
       gauge(registry, "gpuUdfBusyTimeNs", SegmentGemmMetrics.Snapshot::gpuUdfBusyNanos);
+      gauge(registry, "inputWaitTimeNs", SegmentGemmMetrics.Snapshot::inputWaitNanos);
+      gauge(registry, "groupTimeNs", SegmentGemmMetrics.Snapshot::groupNanos);
+      gauge(registry, "adapterTimeNs", SegmentGemmMetrics.Snapshot::adapterNanos);
+      gauge(registry, "gatherTimeNs", SegmentGemmMetrics.Snapshot::gatherNanos);
       gauge(registry, "kernelTimeNs", SegmentGemmMetrics.Snapshot::kernelNanos);
+      gauge(registry, "scatterTimeNs", SegmentGemmMetrics.Snapshot::scatterNanos);
       gauge(registry, "cpuUdfTimeNs", SegmentGemmMetrics.Snapshot::cpuUdfNanos);
       gauge(registry, "gpuDevice", s -> s.gpuDevice());
     }
