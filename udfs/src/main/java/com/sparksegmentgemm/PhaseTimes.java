@@ -38,17 +38,9 @@ public final class PhaseTimes {
     return Collections.unmodifiableSet(new TreeSet<>(plans));
   }
 
+  /** The counters now (without the plans): this minus nothing. */
   PhaseTimes copy() {
-    PhaseTimes c = new PhaseTimes();
-    c.inputWaitNs = inputWaitNs;
-    c.groupNs = groupNs;
-    c.adapterNs = adapterNs;
-    c.gatherNs = gatherNs;
-    c.kernelNs = kernelNs;
-    c.scatterNs = scatterNs;
-    c.segments = segments;
-    c.nativeCalls = nativeCalls;
-    return c;
+    return minus(new PhaseTimes());
   }
 
   /** This minus an earlier copy of it: what happened since. */
