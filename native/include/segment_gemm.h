@@ -48,7 +48,8 @@ typedef enum sgemm_status {
 } sgemm_status;
 
 /*
- * Element types of x, weights and y (all three share one). Accumulation is always fp32.
+ * Element types of x, weights and y (all three share one, except fp8 weights: weight_scales
+ * below). Accumulation is always fp32.
  * float16 and bfloat16 run on the tensor cores (CUTLASS) when d_in and d_out are multiples of 8
  * and x, weights and y are 16-byte aligned; other sizes run on the portable kernel.
  * float32 is computed in full fp32 on the CUDA cores (portable kernel), never silently in TF32:
@@ -58,7 +59,9 @@ typedef enum sgemm_status {
 typedef enum sgemm_dtype {
   SGEMM_FLOAT32 = 0,
   SGEMM_FLOAT16 = 1,
-  SGEMM_BFLOAT16 = 2
+  SGEMM_BFLOAT16 = 2,
+  SGEMM_FLOAT8_E4M3 = 3,   /* fp8 operands of sgemm_bmm_fp8 (OCP e4m3fn: max 448, no infinity) */
+  SGEMM_FLOAT8_E5M2 = 4    /* fp8 operands of sgemm_bmm_fp8 (max 57344) */
 } sgemm_dtype;
 
 /*
@@ -101,6 +104,17 @@ typedef struct sgemm_run_args {
   const int64_t* seg_lens;       /* (batch_size,) or NULL */
   const int64_t* seg_indptr;     /* (batch_size + 1,) or NULL; wins over seg_lens */
   const int64_t* weight_indices; /* (batch_size,) or NULL: segment i uses weight i */
+  /*
+   * NULL: weights have dtype. Else the weights are fp8 e4m3 (one byte each), column-major
+   * (weight_column_major = 1: (num_weights, d_out, d_in), the K-major layout fp8 tensor cores
+   * read), and weight w stands for weights[w] * weight_scales[w]: a device array of num_weights
+   * fp32 dequantisation scales. x (float16 or bfloat16) is then quantised to e4m3 on the device
+   * with one scale per call (amax of its finite values / 448; a NaN stays NaN, an infinity
+   * saturates), the product runs on the sm_90a fp8 tensor cores (fp32 accumulation without
+   * periodic promotion, as FlashInfer's fp8 segment GEMM) and y keeps dtype. Needs the SM90 or
+   * AUTO backend on a compute capability 9.0 device, d_in % 16 == 0 and d_out % 8 == 0.
+   */
+  const float* weight_scales;
 } sgemm_run_args;
 
 typedef struct sgemm_device_info {
@@ -140,8 +154,8 @@ typedef struct sgemm_workspace_sizes {
 
 /*
  * Workspace sizes for a call with these arguments. Reads only dtype, x_rows, d_in, d_out,
- * num_weights, batch_size and whether weight_indices is NULL; no pointer is dereferenced and no
- * device is needed.
+ * num_weights, batch_size and whether weight_indices and weight_scales are NULL; no pointer is
+ * dereferenced and no device is needed.
  */
 SGEMM_EXPORT sgemm_status sgemm_workspace_size(const sgemm_run_args* args,
                                                sgemm_workspace_sizes* sizes);
@@ -183,6 +197,40 @@ SGEMM_EXPORT sgemm_status sgemm_run(sgemm_handle* handle, const sgemm_run_args* 
  */
 SGEMM_EXPORT sgemm_status sgemm_describe_plan(sgemm_handle* handle, const sgemm_run_args* args,
                                               char* buf, size_t buf_len);
+
+/*
+ * FlashInfer's bmm_fp8: d[i] = (a[i] * a_scale) . (b[i] * b_scale) for i < batch, on the sm_90a
+ * fp8 tensor cores with fp32 accumulation (fast accumulation) and one rounding to out_dtype.
+ * a and b are e4m3 or e5m2 (not both e5m2); a_scale and b_scale are device pointers to one fp32
+ * dequantisation scale each. Needs a handle of backend AUTO or SM90 on a compute capability 9.0
+ * device (else SGEMM_UNSUPPORTED), k % 16 == 0, n % 8 == 0, 16-byte aligned a, b and d, and
+ * m, n, k, batch < 2^31. batch, m or n of 0 writes nothing; k of 0 writes zeros.
+ */
+typedef struct sgemm_bmm_fp8_args {
+  sgemm_dtype a_dtype;    /* SGEMM_FLOAT8_E4M3 or SGEMM_FLOAT8_E5M2 */
+  sgemm_dtype b_dtype;    /* SGEMM_FLOAT8_E4M3 or SGEMM_FLOAT8_E5M2 */
+  sgemm_dtype out_dtype;  /* SGEMM_BFLOAT16 or SGEMM_FLOAT16 */
+  const void* a;          /* (batch, m, k) row-major */
+  const void* b;          /* (batch, k, n) column-major: element (k, n) of b[i] at i*n*k + n*k + k */
+  const float* a_scale;   /* device scalar */
+  const float* b_scale;   /* device scalar */
+  void* d;                /* (batch, m, n) row-major; overwritten */
+  int64_t batch;
+  int64_t m;
+  int64_t n;
+  int64_t k;
+} sgemm_bmm_fp8_args;
+
+/*
+ * Float workspace bytes sgemm_bmm_fp8 needs for args (about 100 per batch entry plus 4 MiB).
+ * Reads the sizes and dtypes only; no pointer is read and no device is needed.
+ */
+SGEMM_EXPORT sgemm_status sgemm_bmm_fp8_workspace_size(const sgemm_bmm_fp8_args* args,
+                                                       size_t* float_bytes);
+
+/* Enqueues one bmm_fp8 on stream; returns without synchronising and allocates nothing. */
+SGEMM_EXPORT sgemm_status sgemm_bmm_fp8(sgemm_handle* handle, const sgemm_bmm_fp8_args* args,
+                                        void* stream);
 
 /*
  * Waits for stream and reports the first error the device found in the segment data of the

@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -15,6 +16,7 @@
 #include "plan.hpp"
 #include "portable_gemm.hpp"
 #include "prepare.hpp"
+#include "quantize.hpp"
 #include "small_gemm.hpp"
 #include "workspace.hpp"
 
@@ -158,6 +160,10 @@ sgemm_status check_args(const sgemm_run_args& a) {
                                             " is not one of float32 (0), float16 (1), bfloat16 (2)");
   }
   SGEMM_TRY(check_sizes(a));
+  if (a.weight_scales != nullptr && a.dtype == SGEMM_FLOAT32) {
+    return fail(SGEMM_INVALID_ARGUMENT,
+                "with fp8 weights (weight_scales set) x and y must be float16 or bfloat16, not float32");
+  }
   if (a.seg_lens == nullptr && a.seg_indptr == nullptr) {
     return fail(SGEMM_INVALID_ARGUMENT, "one of seg_lens and seg_indptr must be given");
   }
@@ -245,6 +251,64 @@ std::string describe(const ErrorRecord& r) {
              " at segment " + str(i);
   }
 }
+
+bool is_fp8(sgemm_dtype d) { return d == SGEMM_FLOAT8_E4M3 || d == SGEMM_FLOAT8_E5M2; }
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The checks of sgemm_bmm_fp8's sizes and dtypes.
+sgemm_status check_bmm(const sgemm_bmm_fp8_args& a) {
+  const std::string dims = "batch=" + str(a.batch) + " m=" + str(a.m) + " n=" + str(a.n) +
+                           " k=" + str(a.k);
+  if (!is_fp8(a.a_dtype) || !is_fp8(a.b_dtype)) {
+    return fail(SGEMM_INVALID_ARGUMENT, "bmm_fp8: a_dtype " + str(a.a_dtype) + " and b_dtype " +
+                                            str(a.b_dtype) +
+                                            " must be float8_e4m3 (3) or float8_e5m2 (4)");
+  }
+  if (a.a_dtype == SGEMM_FLOAT8_E5M2 && a.b_dtype == SGEMM_FLOAT8_E5M2) {
+    return fail(SGEMM_INVALID_ARGUMENT,
+                "bmm_fp8: a and b cannot both be float8_e5m2 (fp8 tensor cores take e4m3 x e4m3, "
+                "e4m3 x e5m2 and e5m2 x e4m3)");
+  }
+  if (a.out_dtype != SGEMM_BFLOAT16 && a.out_dtype != SGEMM_FLOAT16) {
+    return fail(SGEMM_INVALID_ARGUMENT, "bmm_fp8: out_dtype " + str(a.out_dtype) +
+                                            " must be bfloat16 (2) or float16 (1)");
+  }
+  if (a.batch < 0 || a.m < 0 || a.n < 0 || a.k < 0) {
+    return fail(SGEMM_INVALID_ARGUMENT, "bmm_fp8: negative size: " + dims);
+  }
+  if (a.batch > INT_MAX || a.m > INT_MAX || a.n > INT_MAX || a.k > INT_MAX) {
+    return fail(SGEMM_INVALID_ARGUMENT, "bmm_fp8: a size exceeds 2^31 - 1: " + dims);
+  }
+  const double elements = static_cast<double>(a.batch) *
+                          std::max({a.m * static_cast<double>(a.k), a.n * static_cast<double>(a.k),
+                                    a.m * static_cast<double>(a.n)});
+  if (elements > static_cast<double>(1LL << 60)) {
+    return fail(SGEMM_INVALID_ARGUMENT, "bmm_fp8: a tensor exceeds 2^60 elements: " + dims);
+  }
+  if (a.k % 16 != 0 || a.n % 8 != 0) {
+    return fail(SGEMM_INVALID_ARGUMENT, "bmm_fp8: k must be a multiple of 16 and n of 8 (16-byte "
+                                        "rows for TMA): " + dims);
+  }
+  return SGEMM_OK;
+}
+
+// The pointer checks of sgemm_bmm_fp8 (sgemm_bmm_fp8_workspace_size reads sizes and dtypes only).
+sgemm_status check_bmm_pointers(const sgemm_bmm_fp8_args& a) {
+  const bool work = a.batch > 0 && a.m > 0 && a.n > 0;
+  if (work && (a.d == nullptr || (a.k > 0 && (a.a == nullptr || a.b == nullptr ||
+                                              a.a_scale == nullptr || a.b_scale == nullptr)))) {
+    return fail(SGEMM_INVALID_ARGUMENT, "bmm_fp8: a, b, a_scale, b_scale and d must not be null");
+  }
+  if (work && (!aligned16(a.a) || !aligned16(a.b) || !aligned16(a.d))) {
+    return fail(SGEMM_INVALID_ARGUMENT, "bmm_fp8: a, b and d must be 16-byte aligned");
+  }
+  return SGEMM_OK;
+}
+
+size_t bmm_workspace_bytes(int64_t batch) { return args_bytes(batch) + kCutlassWorkspaceBytes; }
+
+sgemm::Fp8Type fp8_type(sgemm_dtype d) { return d == SGEMM_FLOAT8_E5M2 ? kE5M2 : kE4M3; }
 
 }  // namespace
 }  // namespace sgemm
@@ -420,7 +484,8 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
     // A persistent grid no larger than the work: every CTA of a ptr-array kernel sets up its own
     // TMA descriptors before it looks for a tile, which dominates a call of a few tiles.
     int64_t tile_rows = 0, tile_cols = 0;
-    tile_extent(plan.family, plan.tile, &tile_rows, &tile_cols);
+    if (plan.fp8) fp8_tile_extent(plan.tile, &tile_rows, &tile_cols);
+    else tile_extent(plan.family, plan.tile, &tile_rows, &tile_cols);
     const int64_t max_tiles =
         (a.x_rows / tile_rows + plan.problems) * ((a.d_out + tile_cols - 1) / tile_cols);
     const int ctas = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(h->multiprocessor_count, max_tiles)));
@@ -429,17 +494,31 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
                      segment_args(a), seg.indptr, a.weight_indices, error_record(h->int_ws, layout),
                      fws + plan.layout.args, plan.layout.args_bytes, fws + plan.layout.cutlass,
                      kCutlassWorkspaceBytes, h->device, ctas, stream};
+    const size_t y_elt = element_bytes(a.dtype);
+    const size_t x_elt = plan.fp8 ? 1 : y_elt;  // what the GEMM reads: x quantised with fp8 weights
+    if (plan.fp8) {
+      void* slots = fws + plan.layout.quant;
+      void* xq = fws + plan.layout.quant + kQuantizeSlotBytes;
+      SGEMM_TRY(quantize_e4m3(a.dtype, a.x, a.x_rows * a.d_in, xq, slots, h->multiprocessor_count,
+                              stream));
+      call.a = xq;
+      call.a_scale = quantize_scale(slots);
+      call.b_scales = a.weight_scales;
+      call.b_scale_stride = 1;
+    }
     CoalesceBuffers buffers{};
-    const size_t elt = element_bytes(a.dtype);
     if (plan.coalesce) {
       const CoalesceLayout c = coalesce_layout(plan.layout.coalesce_begin, a.batch_size,
-                                               a.num_weights, a.x_rows, a.d_in, a.d_out, elt);
+                                               a.num_weights, a.x_rows, a.d_in, a.d_out, x_elt,
+                                               y_elt);
       buffers = CoalesceBuffers{reinterpret_cast<int64_t*>(fws + c.group_rows),
                                 reinterpret_cast<int64_t*>(fws + c.group_ptr),
                                 reinterpret_cast<int64_t*>(fws + c.cursor),
                                 reinterpret_cast<int64_t*>(fws + c.seg_dest), fws + c.xg,
                                 fws + c.yg};
-      SGEMM_TRY(coalesce_gather(a, seg.indptr, seg.record, buffers, elt, stream));
+      sgemm_run_args gather = a;
+      gather.x = call.a;
+      SGEMM_TRY(coalesce_gather(gather, seg.indptr, seg.record, buffers, x_elt, stream));
       call.a = buffers.xg;
       call.d = buffers.yg;
       call.problems = a.num_weights;
@@ -447,8 +526,78 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
       call.weight_indices = nullptr;  // group w uses weight w
     }
     SGEMM_TRY(plan.launch(call));
-    if (plan.coalesce) SGEMM_TRY(coalesce_scatter(a, seg.indptr, seg.record, buffers, elt, stream));
+    if (plan.coalesce) SGEMM_TRY(coalesce_scatter(a, seg.indptr, seg.record, buffers, y_elt, stream));
     return SGEMM_OK;
+  });
+}
+
+sgemm_status sgemm_bmm_fp8_workspace_size(const sgemm_bmm_fp8_args* args, size_t* float_bytes) {
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (args == nullptr || float_bytes == nullptr) {
+      return fail(SGEMM_INVALID_ARGUMENT, "args or float_bytes is null");
+    }
+    SGEMM_TRY(check_bmm(*args));
+    *float_bytes = bmm_workspace_bytes(args->batch);
+    return SGEMM_OK;
+  });
+}
+
+sgemm_status sgemm_bmm_fp8(sgemm_handle* h, const sgemm_bmm_fp8_args* args, void* stream_ptr) {
+  return guarded(__func__, [&]() -> sgemm_status {
+    if (h == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "handle is null");
+    if (args == nullptr) return fail(SGEMM_INVALID_ARGUMENT, "args is null");
+    const sgemm_bmm_fp8_args& a = *args;
+    SGEMM_TRY(check_bmm(a));
+    SGEMM_TRY(check_bmm_pointers(a));
+    if (h->backend != SGEMM_BACKEND_AUTO && h->backend != SGEMM_BACKEND_SM90) {
+      return fail(SGEMM_UNSUPPORTED, "bmm_fp8 runs on the sm90 fp8 kernels only: use a handle of "
+                                     "backend AUTO or SM90");
+    }
+    if (h->cc_major != 9 || h->cc_minor != 0) {
+      return fail(SGEMM_UNSUPPORTED,
+                  "bmm_fp8 needs fp8 tensor cores (compute capability 9.0, H100/H200); this device is " +
+                      str(h->cc_major) + "." + str(h->cc_minor));
+    }
+    SGEMM_TRY(use_device(h));
+    auto stream = static_cast<cudaStream_t>(stream_ptr);
+    if (a.batch == 0 || a.m == 0 || a.n == 0) return SGEMM_OK;
+    const size_t out_bytes = static_cast<size_t>(a.batch) * a.m * a.n * element_bytes(a.out_dtype);
+    if (a.k == 0) {
+      SGEMM_CUDA_TRY(cudaMemsetAsync(a.d, 0, out_bytes, stream));  // an empty sum
+      return SGEMM_OK;
+    }
+    const size_t need = bmm_workspace_bytes(a.batch);
+    if (h->float_ws_bytes < need) {
+      return fail(SGEMM_WORKSPACE_TOO_SMALL,
+                  "float workspace of " + str(h->float_ws_bytes) + " bytes is too small for bmm_fp8 of batch " +
+                      str(a.batch) + ": " + str(need) + " bytes needed (sgemm_bmm_fp8_workspace_size)");
+    }
+    TileClass tile = a.n <= 32 ? TileClass::kNarrow : TileClass::kLarge;
+    GroupedLaunch launch = sm90_fp8_kernel(fp8_type(a.a_dtype), fp8_type(a.b_dtype), a.out_dtype, tile);
+    if (launch == nullptr) {
+      tile = tile == TileClass::kNarrow ? TileClass::kLarge : TileClass::kNarrow;
+      launch = sm90_fp8_kernel(fp8_type(a.a_dtype), fp8_type(a.b_dtype), a.out_dtype, tile);
+    }
+    if (launch == nullptr) {
+      return fail(SGEMM_UNSUPPORTED, std::string("bmm_fp8: no kernel for ") + dtype_name(a.a_dtype) +
+                                         " x " + dtype_name(a.b_dtype) + " -> " +
+                                         dtype_name(a.out_dtype) + " in this build (SEGMENTGEMM_KERNELS)");
+    }
+    int64_t tile_rows = 0, tile_cols = 0;
+    fp8_tile_extent(tile, &tile_rows, &tile_cols);
+    const int64_t tiles = a.batch * ((a.m + tile_rows - 1) / tile_rows) * ((a.n + tile_cols - 1) / tile_cols);
+    const int ctas = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(h->multiprocessor_count, tiles)));
+    IntWorkspaceLayout layout{};
+    int_workspace_layout(0, &layout);
+    char* fws = static_cast<char*>(h->float_ws);
+    GroupedCall call{a.a, a.b, a.d, a.k, a.n, a.batch, false, SegmentArgs{}, nullptr, nullptr,
+                     error_record(h->int_ws, layout), fws, args_bytes(a.batch),
+                     fws + args_bytes(a.batch), kCutlassWorkspaceBytes, h->device, ctas, stream};
+    call.uniform_rows = a.m;
+    call.a_scale = a.a_scale;
+    call.b_scales = a.b_scale;
+    call.b_scale_stride = 0;
+    return launch(call);
   });
 }
 

@@ -10,7 +10,8 @@
 namespace sgemm {
 
 CoalesceLayout coalesce_layout(size_t offset, int64_t batch_size, int64_t num_weights,
-                               int64_t x_rows, int64_t d_in, int64_t d_out, size_t element_bytes) {
+                               int64_t x_rows, int64_t d_in, int64_t d_out, size_t x_element_bytes,
+                               size_t y_element_bytes) {
   CoalesceLayout l;
   const size_t w = static_cast<size_t>(num_weights) * sizeof(int64_t);
   l.group_rows = align_up(offset);
@@ -18,8 +19,8 @@ CoalesceLayout coalesce_layout(size_t offset, int64_t batch_size, int64_t num_we
   l.cursor = l.group_ptr + align_up(w + sizeof(int64_t));
   l.seg_dest = l.cursor + align_up(w);
   l.xg = l.seg_dest + align_up(static_cast<size_t>(batch_size) * sizeof(int64_t));
-  l.yg = l.xg + align_up(static_cast<size_t>(x_rows) * d_in * element_bytes);
-  l.end = l.yg + align_up(static_cast<size_t>(x_rows) * d_out * element_bytes);
+  l.yg = l.xg + align_up(static_cast<size_t>(x_rows) * d_in * x_element_bytes);
+  l.end = l.yg + align_up(static_cast<size_t>(x_rows) * d_out * y_element_bytes);
   return l;
 }
 

@@ -27,9 +27,11 @@ struct CoalesceLayout {
   size_t group_rows, group_ptr, cursor, seg_dest, xg, yg, end;
 };
 CoalesceLayout coalesce_layout(size_t offset, int64_t batch_size, int64_t num_weights,
-                               int64_t x_rows, int64_t d_in, int64_t d_out, size_t element_bytes);
+                               int64_t x_rows, int64_t d_in, int64_t d_out, size_t x_element_bytes,
+                               size_t y_element_bytes);
 
-// Enqueues the grouping and the gather of x; afterwards problem w of the grouped GEMM is rows
+// Enqueues the grouping and the gather of args.x (element_bytes per element: 1 when x was
+// quantised to fp8); afterwards problem w of the grouped GEMM is rows
 // [group_ptr[w], group_ptr[w+1]) of xg times weight w. Does nothing (all groups empty) when the
 // prepare kernel recorded an error. Needs 16-byte aligned rows (d * element_bytes % 16 == 0).
 sgemm_status coalesce_gather(const sgemm_run_args& args, const int64_t* indptr,

@@ -39,6 +39,7 @@ struct ProblemView {
 // offsets may be garbage: every problem then gets zero rows, and its pointers are never
 // dereferenced.
 __device__ __forceinline__ ProblemView problem_view(const GroupedCall& call, int64_t p) {
+  if (call.uniform_rows > 0) return {p * call.uniform_rows, call.uniform_rows, p};  // bmm
   const bool failed = call.record->current != kNoError;
   const int64_t first = call.indptr[p];
   const int64_t rows = failed ? 0 : call.indptr[p + 1] - first;
@@ -78,19 +79,22 @@ sgemm_status write_problems(const GroupedCall& call, const Writer& write) {
   return SGEMM_OK;
 }
 
-// Device arrays of one kernel's per-problem arguments, carved from GroupedCall::args.
-template <class Shape, class Element, class StrideA, class StrideB, class StrideD>
+// Device arrays of one kernel's per-problem arguments, carved from GroupedCall::args. alpha (the
+// epilogue's per-problem scale) is used by the fp8 kernels only.
+template <class Shape, class ElementA, class ElementB, class ElementD, class StrideA,
+          class StrideB, class StrideD>
 struct ProblemArrays {
   Shape* shapes;
-  Element** a;
-  Element** b;
-  Element** d;
+  ElementA** a;
+  ElementB** b;
+  ElementD** d;
   StrideA* stride_a;
   StrideB* stride_b;
   StrideD* stride_d;
+  float* alpha;
 
-  static constexpr size_t kBytesPerProblem = sizeof(Shape) + 3 * sizeof(Element*) +
-                                             sizeof(StrideA) + sizeof(StrideB) + sizeof(StrideD);
+  static constexpr size_t kBytesPerProblem = sizeof(Shape) + 3 * sizeof(void*) + sizeof(StrideA) +
+                                             sizeof(StrideB) + sizeof(StrideD) + sizeof(float);
   static_assert(kBytesPerProblem <= kArgsBytesPerProblem,
                 "per-problem arguments outgrow kArgsBytesPerProblem (workspace sizing)");
 
@@ -103,12 +107,13 @@ struct ProblemArrays {
       return at;
     };
     out->shapes = reinterpret_cast<Shape*>(take(sizeof(Shape)));
-    out->a = reinterpret_cast<Element**>(take(sizeof(Element*)));
-    out->b = reinterpret_cast<Element**>(take(sizeof(Element*)));
-    out->d = reinterpret_cast<Element**>(take(sizeof(Element*)));
+    out->a = reinterpret_cast<ElementA**>(take(sizeof(void*)));
+    out->b = reinterpret_cast<ElementB**>(take(sizeof(void*)));
+    out->d = reinterpret_cast<ElementD**>(take(sizeof(void*)));
     out->stride_a = reinterpret_cast<StrideA*>(take(sizeof(StrideA)));
     out->stride_b = reinterpret_cast<StrideB*>(take(sizeof(StrideB)));
     out->stride_d = reinterpret_cast<StrideD*>(take(sizeof(StrideD)));
+    out->alpha = reinterpret_cast<float*>(take(sizeof(float)));
     if (used > bytes) {
       return fail(SGEMM_INTERNAL_ERROR, "per-problem arguments need " + std::to_string(used) +
                                             " bytes, " + std::to_string(bytes) + " reserved");

@@ -14,15 +14,20 @@ constexpr int kDtypes = 3;  // sgemm_dtype codes; FLOAT32 never has a tensor-cor
 struct Table {
   GroupedLaunch sm90[kDtypes][2][kTileClassCount] = {};
   GroupedLaunch sm80[kDtypes][2] = {};
+  GroupedLaunch sm90_fp8[2][2][kDtypes][kTileClassCount] = {};  // a x b x out x tile
 
   Table() {
 #define SGEMM_SM90_ENTRY(DTYPE, ELEMENT, COLUMN_MAJOR, TILE) \
   sm90[DTYPE][COLUMN_MAJOR][static_cast<int>(TileClass::TILE)] = &sm90::run<ELEMENT, COLUMN_MAJOR, TileClass::TILE>;
 #define SGEMM_SM80_ENTRY(DTYPE, ELEMENT, COLUMN_MAJOR) \
   sm80[DTYPE][COLUMN_MAJOR] = &sm80::run<ELEMENT, COLUMN_MAJOR>;
+#define SGEMM_SM90_FP8_ENTRY(A, ELEMENT_A, B, ELEMENT_B, OUT, ELEMENT_OUT, TILE) \
+  sm90_fp8[A][B][OUT][static_cast<int>(TileClass::TILE)] = \
+      &sm90::run_fp8<ELEMENT_A, ELEMENT_B, ELEMENT_OUT, TileClass::TILE>;
 #include "kernel_table.inc"
 #undef SGEMM_SM90_ENTRY
 #undef SGEMM_SM80_ENTRY
+#undef SGEMM_SM90_FP8_ENTRY
   }
 };
 
@@ -39,8 +44,22 @@ GroupedLaunch sm90_kernel(sgemm_dtype dtype, bool weight_column_major, TileClass
   return in_range(dtype) ? table().sm90[dtype][weight_column_major][static_cast<int>(tile)] : nullptr;
 }
 
+GroupedLaunch sm90_fp8_kernel(Fp8Type a, Fp8Type b, sgemm_dtype out, TileClass tile) {
+  if (a < 0 || a > 1 || b < 0 || b > 1 || (out != SGEMM_FLOAT16 && out != SGEMM_BFLOAT16)) return nullptr;
+  return table().sm90_fp8[a][b][out][static_cast<int>(tile)];
+}
+
 GroupedLaunch sm80_kernel(sgemm_dtype dtype, bool weight_column_major) {
   return in_range(dtype) ? table().sm80[dtype][weight_column_major] : nullptr;
+}
+
+const char* fp8_tile_class_name(TileClass tile) {
+  return tile == TileClass::kNarrow ? "64x32x128 ping-pong" : "128x256x128 cooperative";
+}
+
+void fp8_tile_extent(TileClass tile, int64_t* rows, int64_t* cols) {
+  *rows = tile == TileClass::kNarrow ? 64 : 128;
+  *cols = tile == TileClass::kNarrow ? 32 : 256;
 }
 
 const char* tile_class_name(sgemm_backend backend, TileClass tile) {

@@ -50,6 +50,14 @@ struct GroupedCall {
   int device;
   int sm_count;
   cudaStream_t stream;
+  // bmm (sgemm_bmm_fp8): problem p is rows [p * uniform_rows, (p + 1) * uniform_rows) with
+  // weight p; no segment data is read. 0 for segment calls.
+  int64_t uniform_rows = 0;
+  // fp8 kernels: the epilogue scales problem p by *a_scale * b_scales[w(p) * b_scale_stride]
+  // (dequantisation scales of a and of the weights; stride 0 for one scale for every weight).
+  const float* a_scale = nullptr;
+  const float* b_scales = nullptr;
+  int64_t b_scale_stride = 0;
 };
 
 // Bytes of per-problem argument arrays the kernels may use (shapes, 3 pointers, 3 strides, each
@@ -69,10 +77,19 @@ GroupedLaunch sm90_kernel(sgemm_dtype dtype, bool weight_column_major, TileClass
 GroupedLaunch sm80_kernel(sgemm_dtype dtype, bool weight_column_major);
 const char* tile_class_name(sgemm_backend backend, TileClass tile);
 
+// fp8 x fp8 -> bf16/fp16 on sm_90a (sm90_fp8.cuh): a row-major, weights K-major ("column-major",
+// (d_out, d_in)): fp8 wgmma reads both operands K-major. Tile classes kLarge and kNarrow.
+enum Fp8Type : int { kE4M3 = 0, kE5M2 = 1 };
+GroupedLaunch sm90_fp8_kernel(Fp8Type a, Fp8Type b, sgemm_dtype out, TileClass tile);
+const char* fp8_tile_class_name(TileClass tile);
+void fp8_tile_extent(TileClass tile, int64_t* rows, int64_t* cols);
+
 // Defined in sm90_grouped.cuh / sm80_grouped.cuh, instantiated in generated translation units.
 namespace sm90 {
 template <class Element, bool kWeightColumnMajor, TileClass kTile>
 sgemm_status run(const GroupedCall& call);
+template <class ElementA, class ElementB, class ElementD, TileClass kTile>
+sgemm_status run_fp8(const GroupedCall& call);
 }
 namespace sm80 {
 template <class Element, bool kWeightColumnMajor>

@@ -16,6 +16,7 @@ struct FloatWorkspaceLayout {
   size_t args;            // per-problem argument arrays
   size_t args_bytes;
   size_t cutlass;         // CUTLASS's own workspace
+  size_t quant;           // fp8 weights: quantize.hpp's slots, then x quantised (x_rows * d_in bytes)
   size_t coalesce_begin;  // the coalescing buffers (coalesce.hpp) start here when used
   size_t total;
 };
@@ -25,12 +26,16 @@ struct Plan {
   bool small = false;                             // AUTO: the fused small-call kernel (PORTABLE family)
   TileClass tile = TileClass::kLarge;
   bool coalesce = false;
+  bool fp8 = false;                               // fp8 weights: x quantised, sm90 fp8 kernel
   int64_t problems = 0;                           // grouped GEMM problems
   GroupedLaunch launch = nullptr;                 // null for PORTABLE
   FloatWorkspaceLayout layout{};                  // of the float workspace, when not PORTABLE
 };
 
 size_t element_bytes(sgemm_dtype dtype);
+
+// Bytes of one weight element: 1 for fp8 weights (args.weight_scales set), else of args.dtype.
+size_t weight_element_bytes(const sgemm_run_args& args);
 
 // Float workspace for the tensor-core kernels running `problems` problems, plus coalescing
 // buffers when coalesce is set.

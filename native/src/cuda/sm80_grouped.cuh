@@ -39,7 +39,7 @@ struct Config {
 };
 
 template <class Element>
-using Arrays = ProblemArrays<cutlass::gemm::GemmCoord, Element, int64_t, int64_t, int64_t>;
+using Arrays = ProblemArrays<cutlass::gemm::GemmCoord, Element, Element, Element, int64_t, int64_t, int64_t>;
 
 // Stores problem p's size, operand pointers and leading dimensions (see write_problems).
 template <class Element>

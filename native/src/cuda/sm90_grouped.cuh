@@ -99,8 +99,8 @@ struct Config {
 // Stores problem p's shape, operand pointers and strides (see write_problems).
 template <class Cfg, class Element>
 struct ProblemWriter {
-  ProblemArrays<typename Cfg::Shape, Element, typename Cfg::StrideA, typename Cfg::StrideB,
-                typename Cfg::StrideD>
+  ProblemArrays<typename Cfg::Shape, Element, Element, Element, typename Cfg::StrideA,
+                typename Cfg::StrideB, typename Cfg::StrideD>
       out;
   const Element* a;
   const Element* weights;
@@ -127,8 +127,8 @@ template <class Element, bool kWeightColumnMajor, TileClass kTile>
 sgemm_status run(const GroupedCall& call) {
   using Cfg = Config<Element, kWeightColumnMajor, kTile>;
   using Gemm = typename Cfg::Gemm;
-  using Arrays = ProblemArrays<typename Cfg::Shape, Element, typename Cfg::StrideA,
-                               typename Cfg::StrideB, typename Cfg::StrideD>;
+  using Arrays = ProblemArrays<typename Cfg::Shape, Element, Element, Element,
+                               typename Cfg::StrideA, typename Cfg::StrideB, typename Cfg::StrideD>;
   Arrays arrays;
   SGEMM_TRY(Arrays::carve(call.args, call.args_bytes, call.problems, &arrays));
   SGEMM_TRY(write_problems(call, ProblemWriter<Cfg, Element>{
