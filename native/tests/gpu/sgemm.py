@@ -45,6 +45,8 @@ class DType(enum.IntEnum):
     FLOAT32 = 0
     FLOAT16 = 1
     BFLOAT16 = 2
+    FLOAT8_E4M3 = 3
+    FLOAT8_E5M2 = 4
 
 
 class Backend(enum.IntEnum):
@@ -72,10 +74,28 @@ class RunArgs(ctypes.Structure):
         ("seg_lens", ctypes.c_void_p),         # const int64_t*
         ("seg_indptr", ctypes.c_void_p),       # const int64_t*
         ("weight_indices", ctypes.c_void_p),   # const int64_t*
+        ("weight_scales", ctypes.c_void_p),    # const float*: fp8 e4m3 weights when set
     ]
 
     def __repr__(self):
         return "RunArgs(" + ", ".join(f"{n}={getattr(self, n)}" for n, _ in self._fields_) + ")"
+
+
+class BmmFp8Args(ctypes.Structure):
+    _fields_ = [
+        ("a_dtype", ctypes.c_int),
+        ("b_dtype", ctypes.c_int),
+        ("out_dtype", ctypes.c_int),
+        ("a", ctypes.c_void_p),
+        ("b", ctypes.c_void_p),
+        ("a_scale", ctypes.c_void_p),
+        ("b_scale", ctypes.c_void_p),
+        ("d", ctypes.c_void_p),
+        ("batch", ctypes.c_int64),
+        ("m", ctypes.c_int64),
+        ("n", ctypes.c_int64),
+        ("k", ctypes.c_int64),
+    ]
 
 
 class DeviceInfo(ctypes.Structure):
@@ -150,6 +170,8 @@ def lib() -> ctypes.CDLL:
         "sgemm_run": (st, [P, ctypes.POINTER(RunArgs), P]),
         "sgemm_describe_plan": (st, [P, ctypes.POINTER(RunArgs), ctypes.c_char_p, c_size]),
         "sgemm_check": (st, [P, P]),
+        "sgemm_bmm_fp8_workspace_size": (st, [ctypes.POINTER(BmmFp8Args), ctypes.POINTER(c_size)]),
+        "sgemm_bmm_fp8": (st, [P, ctypes.POINTER(BmmFp8Args), P]),
         "sgemm_group_rows_workspace_size": (st, [ctypes.c_int64, ctypes.c_int32,
                                                  ctypes.POINTER(c_size)]),
         "sgemm_group_rows": (st, [P, P, P, P, P, ctypes.c_int64, ctypes.c_int64, ctypes.c_int32,
@@ -211,7 +233,8 @@ def _torch():
 def dtype_code(torch_dtype) -> int:
     torch = _torch()
     codes = {torch.float32: DType.FLOAT32, torch.float16: DType.FLOAT16,
-             torch.bfloat16: DType.BFLOAT16}
+             torch.bfloat16: DType.BFLOAT16, torch.float8_e4m3fn: DType.FLOAT8_E4M3,
+             torch.float8_e5m2: DType.FLOAT8_E5M2}
     if torch_dtype not in codes:
         raise ValueError(f"no sgemm dtype for {torch_dtype}")
     return int(codes[torch_dtype])
@@ -246,10 +269,11 @@ def _check_index_tensor(name, t):
 
 def make_args(x, weights, y, seg_lens=None, seg_indptr=None, weight_indices=None,
               weight_column_major=False, *, batch_size=None, dtype=None, x_rows=None,
-              d_in=None, d_out=None, num_weights=None) -> RunArgs:
+              d_in=None, d_out=None, num_weights=None, weight_scales=None) -> RunArgs:
     """sgemm_run_args for torch tensors. x, weights, y and the index tensors may also be None or
     an int address (to test NULL pointers); then give the sizes they would have supplied. The
-    keyword overrides (batch_size, dtype, ...) win over what the tensors say."""
+    keyword overrides (batch_size, dtype, ...) win over what the tensors say. weight_scales (a
+    float32 tensor, one per weight) makes the weights fp8 e4m3; dtype then comes from x or y."""
     for name, t in (("seg_lens", seg_lens), ("seg_indptr", seg_indptr),
                     ("weight_indices", weight_indices)):
         _check_index_tensor(name, t)
@@ -278,7 +302,7 @@ def make_args(x, weights, y, seg_lens=None, seg_indptr=None, weight_indices=None
         elif seg_lens is not None and not isinstance(seg_lens, int):
             batch_size = seg_lens.numel()
     if dtype is None:
-        for t in (t_x, t_w, t_y):
+        for t in ((t_x, t_y) if weight_scales is not None else (t_x, t_w, t_y)):
             if t is not None:
                 dtype = dtype_code(t.dtype)
                 break
@@ -289,7 +313,28 @@ def make_args(x, weights, y, seg_lens=None, seg_indptr=None, weight_indices=None
         raise ValueError(f"cannot infer {missing}: pass them explicitly")
     return RunArgs(int(dtype), _ptr(x), int(x_rows), int(d_in), int(d_out), _ptr(weights),
                    int(num_weights), 1 if weight_column_major else 0, _ptr(y), int(batch_size),
-                   _ptr(seg_lens), _ptr(seg_indptr), _ptr(weight_indices))
+                   _ptr(seg_lens), _ptr(seg_indptr), _ptr(weight_indices), _ptr(weight_scales))
+
+
+def bmm_fp8_args(a, b, a_scale, b_scale, d, **overrides) -> BmmFp8Args:
+    """sgemm_bmm_fp8_args for torch tensors: a (batch, m, k), b (batch, k, n) column-major (a
+    transposed view of a contiguous (batch, n, k) tensor), scales as 1-element float32 tensors,
+    d (batch, m, n). Tensors may be None or an int address; overrides win."""
+    def addr(t):
+        if t is None or isinstance(t, int):
+            return t or None
+        return t.data_ptr() or None
+    f = {}
+    if a is not None and not isinstance(a, int):
+        f.update(a_dtype=dtype_code(a.dtype), batch=a.shape[0], m=a.shape[1], k=a.shape[2])
+    if b is not None and not isinstance(b, int):
+        f.update(b_dtype=dtype_code(b.dtype), n=b.shape[2])
+    if d is not None and not isinstance(d, int):
+        f.update(out_dtype=dtype_code(d.dtype))
+    f.update(overrides)
+    return BmmFp8Args(int(f["a_dtype"]), int(f["b_dtype"]), int(f["out_dtype"]), addr(a), addr(b),
+                      addr(a_scale), addr(b_scale), addr(d), int(f["batch"]), int(f["m"]),
+                      int(f["n"]), int(f["k"]))
 
 
 # --- handle --------------------------------------------------------------------------------------
@@ -395,6 +440,19 @@ class Handle:
         _call("sgemm_describe_plan", self.ptr, ctypes.byref(args), buf, len(buf))
         return buf.value.decode("utf-8", "replace")
 
+    def bmm_fp8(self, a, b, a_scale, b_scale, d, *, stream=None, args: BmmFp8Args | None = None,
+                **overrides):
+        """Enqueues sgemm_bmm_fp8 (FlashInfer's bmm_fp8) into d; raises SgemmError."""
+        if args is None:
+            args = bmm_fp8_args(a, b, a_scale, b_scale, d, **overrides)
+        if self.grow:
+            need = ctypes.c_size_t(0)
+            _call("sgemm_bmm_fp8_workspace_size", ctypes.byref(args), ctypes.byref(need))
+            if need.value > self.float_bytes:
+                self.reset_workspace(need.value, self.int_bytes)
+        _call("sgemm_bmm_fp8", self.ptr, ctypes.byref(args), stream_handle(stream))
+        return d
+
     def check(self, stream=None) -> None:
         """sgemm_check: waits for the stream; raises SgemmError for a device-found error."""
         _call("sgemm_check", self.ptr, stream_handle(stream))
@@ -487,6 +545,22 @@ def reference(x, weights, indptr, weight_indices=None, weight_column_major=False
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
     return ref, bound
+
+
+E4M3_MAX = 448.0
+
+
+def quantize_fp8(t, fp8_dtype=None, scale=None):
+    """(q, scale): t / scale rounded to fp8 (saturating), scale = amax / max finite (1 for all
+    zeros) unless given. The dequantised value is q.float() * scale."""
+    torch = _torch()
+    fp8_dtype = fp8_dtype or torch.float8_e4m3fn
+    top = torch.finfo(fp8_dtype).max
+    if scale is None:
+        amax = float(t.float().abs().max()) if t.numel() else 0.0
+        scale = amax / top if amax > 0 else 1.0
+    q = (t.float() / scale).clamp(-top, top).to(fp8_dtype)
+    return q, float(scale)
 
 
 def compare(y, ref, bound, torch_dtype=None, tol=None):

@@ -30,6 +30,7 @@ STRUCTS = {
     "sgemm_run_args": sgemm.RunArgs,
     "sgemm_device_info": sgemm.DeviceInfo,
     "sgemm_workspace_sizes": sgemm.WorkspaceSizes,
+    "sgemm_bmm_fp8_args": sgemm.BmmFp8Args,
 }
 
 
@@ -95,6 +96,21 @@ def test_library_loads_and_answers_without_a_device():
     assert "batch_size" in e.value.message
 
 
+def test_bmm_fp8_workspace_size_reads_sizes_only():
+    # No pointers (as the JNI layer asks before allocating): sizes and dtypes are all it reads.
+    args = sgemm.BmmFp8Args(int(sgemm.DType.FLOAT8_E4M3), int(sgemm.DType.FLOAT8_E5M2),
+                            int(sgemm.DType.BFLOAT16), None, None, None, None, None, 8, 4096,
+                            4096, 4096)
+    need = ctypes.c_size_t(0)
+    assert sgemm.lib().sgemm_bmm_fp8_workspace_size(ctypes.byref(args), ctypes.byref(need)) == 0, \
+        sgemm.last_error()
+    assert need.value >= 4 << 20
+    args.k = 40
+    assert sgemm.lib().sgemm_bmm_fp8_workspace_size(ctypes.byref(args), ctypes.byref(need)) \
+        == sgemm.Status.INVALID_ARGUMENT
+    assert "k must be a multiple of 16" in sgemm.last_error()
+
+
 def test_null_handle_is_an_error_not_a_crash():
     L = sgemm.lib()
     assert L.sgemm_destroy(None) == sgemm.Status.OK
@@ -102,7 +118,8 @@ def test_null_handle_is_an_error_not_a_crash():
     buf = ctypes.create_string_buffer(64)
     for status in (L.sgemm_check(None, None), L.sgemm_run(None, ctypes.byref(args), None),
                    L.sgemm_describe_plan(None, ctypes.byref(args), buf, len(buf)),
-                   L.sgemm_reset_workspace(None, None, 0, None, 0)):
+                   L.sgemm_reset_workspace(None, None, 0, None, 0),
+                   L.sgemm_bmm_fp8(None, ctypes.byref(sgemm.BmmFp8Args()), None)):
         assert status == sgemm.Status.INVALID_ARGUMENT
         assert sgemm.last_error() == "handle is null"
 
