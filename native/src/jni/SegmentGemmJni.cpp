@@ -68,7 +68,7 @@ T* ptr(jlong address) { return reinterpret_cast<T*>(static_cast<uintptr_t>(addre
 sgemm_run_args run_args(jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
                         jlong weights, jlong num_weights, jboolean weight_column_major, jlong y,
                         jlong batch_size, jlong seg_lens, jlong seg_indptr,
-                        jlong weight_indices) {
+                        jlong weight_indices, jlong weight_scales) {
   sgemm_run_args args{};
   args.dtype = static_cast<sgemm_dtype>(dtype);
   args.x = ptr<const void>(x);
@@ -83,6 +83,26 @@ sgemm_run_args run_args(jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_o
   args.seg_lens = ptr<const int64_t>(seg_lens);
   args.seg_indptr = ptr<const int64_t>(seg_indptr);
   args.weight_indices = ptr<const int64_t>(weight_indices);
+  args.weight_scales = ptr<const float>(weight_scales);
+  return args;
+}
+
+sgemm_bmm_fp8_args bmm_args(jint a_dtype, jlong a, jint b_dtype, jlong b, jlong a_scale,
+                            jlong b_scale, jint out_dtype, jlong d, jlong batch, jlong m, jlong n,
+                            jlong k) {
+  sgemm_bmm_fp8_args args{};
+  args.a_dtype = static_cast<sgemm_dtype>(a_dtype);
+  args.b_dtype = static_cast<sgemm_dtype>(b_dtype);
+  args.out_dtype = static_cast<sgemm_dtype>(out_dtype);
+  args.a = ptr<const void>(a);
+  args.b = ptr<const void>(b);
+  args.a_scale = ptr<const float>(a_scale);
+  args.b_scale = ptr<const float>(b_scale);
+  args.d = ptr<void>(d);
+  args.batch = batch;
+  args.m = m;
+  args.n = n;
+  args.k = k;
   return args;
 }
 
@@ -125,7 +145,7 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_deviceQuery0(JNIEnv* env, 
 JNIEXPORT jlongArray JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize0(
     JNIEnv* env, jclass, jint dtype, jlong x_rows, jlong d_in, jlong d_out, jlong num_weights,
-    jlong batch_size, jboolean has_weight_indices) {
+    jlong batch_size, jboolean has_weight_indices, jboolean fp8_weights) {
   return guarded(env, __func__, [&]() -> jlongArray {
     sgemm_run_args args{};
     args.dtype = static_cast<sgemm_dtype>(dtype);
@@ -137,6 +157,8 @@ Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_workspaceSize0(
     // Only null-ness is read: any non-null address says "weight indices are given".
     static const int64_t kPresent = 0;
     args.weight_indices = has_weight_indices ? &kPresent : nullptr;
+    static const float kScale = 0;
+    args.weight_scales = fp8_weights ? &kScale : nullptr;
     sgemm_workspace_sizes sizes{};
     if (!ok(env, sgemm_workspace_size(&args, &sizes))) return nullptr;
     jlongArray result = env->NewLongArray(3);
@@ -187,11 +209,11 @@ JNIEXPORT void JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_run0(
     JNIEnv* env, jclass, jlong handle, jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
     jlong weights, jlong num_weights, jboolean weight_column_major, jlong y, jlong batch_size,
-    jlong seg_lens, jlong seg_indptr, jlong weight_indices, jlong stream) {
+    jlong seg_lens, jlong seg_indptr, jlong weight_indices, jlong weight_scales, jlong stream) {
   return guarded(env, __func__, [&]() -> void {
     const sgemm_run_args args = run_args(dtype, x, x_rows, d_in, d_out, weights, num_weights,
                                          weight_column_major, y, batch_size, seg_lens, seg_indptr,
-                                         weight_indices);
+                                         weight_indices, weight_scales);
     ok(env, sgemm_run(ptr<sgemm_handle>(handle), &args, ptr<void>(stream)));
   });
 }
@@ -200,16 +222,40 @@ JNIEXPORT jstring JNICALL
 Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_describePlan0(
     JNIEnv* env, jclass, jlong handle, jint dtype, jlong x, jlong x_rows, jlong d_in, jlong d_out,
     jlong weights, jlong num_weights, jboolean weight_column_major, jlong y, jlong batch_size,
-    jlong seg_lens, jlong seg_indptr, jlong weight_indices) {
+    jlong seg_lens, jlong seg_indptr, jlong weight_indices, jlong weight_scales) {
   return guarded(env, __func__, [&]() -> jstring {
     const sgemm_run_args args = run_args(dtype, x, x_rows, d_in, d_out, weights, num_weights,
                                          weight_column_major, y, batch_size, seg_lens, seg_indptr,
-                                         weight_indices);
+                                         weight_indices, weight_scales);
     char buf[256];
     if (!ok(env, sgemm_describe_plan(ptr<sgemm_handle>(handle), &args, buf, sizeof(buf)))) {
       return nullptr;
     }
     return env->NewStringUTF(buf);
+  });
+}
+
+JNIEXPORT jlong JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_bmmFp8WorkspaceSize0(
+    JNIEnv* env, jclass, jint a_dtype, jint b_dtype, jint out_dtype, jlong batch, jlong m, jlong n,
+    jlong k) {
+  return guarded(env, __func__, [&]() -> jlong {
+    const sgemm_bmm_fp8_args args = bmm_args(a_dtype, 0, b_dtype, 0, 0, 0, out_dtype, 0, batch,
+                                             m, n, k);
+    size_t bytes = 0;
+    if (!ok(env, sgemm_bmm_fp8_workspace_size(&args, &bytes))) return 0;
+    return static_cast<jlong>(bytes);
+  });
+}
+
+JNIEXPORT void JNICALL
+Java_com_sparksegmentgemm_nativelib_SegmentGemmNative_bmmFp80(
+    JNIEnv* env, jclass, jlong handle, jint a_dtype, jlong a, jint b_dtype, jlong b, jlong a_scale,
+    jlong b_scale, jint out_dtype, jlong d, jlong batch, jlong m, jlong n, jlong k, jlong stream) {
+  return guarded(env, __func__, [&]() -> void {
+    const sgemm_bmm_fp8_args args = bmm_args(a_dtype, a, b_dtype, b, a_scale, b_scale, out_dtype,
+                                             d, batch, m, n, k);
+    ok(env, sgemm_bmm_fp8(ptr<sgemm_handle>(handle), &args, ptr<void>(stream)));
   });
 }
 

@@ -36,9 +36,16 @@ public final class SegmentGemmNative {
    */
   public static WorkspaceSizes workspaceSize(DType dtype, long xRows, long dIn, long dOut,
       long numWeights, long batchSize, boolean hasWeightIndices) {
+    return workspaceSize(dtype, xRows, dIn, dOut, numWeights, batchSize, hasWeightIndices, false);
+  }
+
+  /** {@link #workspaceSize(DType, long, long, long, long, long, boolean)}, for fp8 e4m3 weights
+   *  when fp8Weights (x is quantised into the float workspace). */
+  public static WorkspaceSizes workspaceSize(DType dtype, long xRows, long dIn, long dOut,
+      long numWeights, long batchSize, boolean hasWeightIndices, boolean fp8Weights) {
     NativeLib.ensureLoaded();
     long[] s = workspaceSize0(dtype.code(), xRows, dIn, dOut, numWeights, batchSize,
-        hasWeightIndices);
+        hasWeightIndices, fp8Weights);
     return new WorkspaceSizes(s[0], s[1], s[2]);
   }
 
@@ -65,9 +72,21 @@ public final class SegmentGemmNative {
   public static void run(long handle, DType dtype, long x, long xRows, long dIn, long dOut,
       long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
       long segLens, long segIndptr, long weightIndices, long stream) {
+    run(handle, dtype, x, xRows, dIn, dOut, weights, numWeights, weightColumnMajor, y, batchSize,
+        segLens, segIndptr, weightIndices, 0, stream);
+  }
+
+  /**
+   * {@link #run(long, DType, long, long, long, long, long, long, boolean, long, long, long, long,
+   * long, long)} with fp8 e4m3 weights when weightScales (a device array of numWeights fp32
+   * dequantisation scales) is not 0: sgemm_run_args.weight_scales.
+   */
+  public static void run(long handle, DType dtype, long x, long xRows, long dIn, long dOut,
+      long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
+      long segLens, long segIndptr, long weightIndices, long weightScales, long stream) {
     NativeLib.ensureLoaded();
     run0(handle, dtype.code(), x, xRows, dIn, dOut, weights, numWeights, weightColumnMajor, y,
-        batchSize, segLens, segIndptr, weightIndices, stream);
+        batchSize, segLens, segIndptr, weightIndices, weightScales, stream);
   }
 
   /**
@@ -77,9 +96,36 @@ public final class SegmentGemmNative {
   public static String describePlan(long handle, DType dtype, long x, long xRows, long dIn,
       long dOut, long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
       long segLens, long segIndptr, long weightIndices) {
+    return describePlan(handle, dtype, x, xRows, dIn, dOut, weights, numWeights,
+        weightColumnMajor, y, batchSize, segLens, segIndptr, weightIndices, 0);
+  }
+
+  /** {@link #describePlan} with fp8 e4m3 weights when weightScales is not 0. */
+  public static String describePlan(long handle, DType dtype, long x, long xRows, long dIn,
+      long dOut, long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
+      long segLens, long segIndptr, long weightIndices, long weightScales) {
     NativeLib.ensureLoaded();
     return describePlan0(handle, dtype.code(), x, xRows, dIn, dOut, weights, numWeights,
-        weightColumnMajor, y, batchSize, segLens, segIndptr, weightIndices);
+        weightColumnMajor, y, batchSize, segLens, segIndptr, weightIndices, weightScales);
+  }
+
+  /** Float workspace bytes {@link #bmmFp8} needs (sgemm_bmm_fp8_workspace_size); no device. */
+  public static long bmmFp8WorkspaceSize(Fp8 aType, Fp8 bType, DType outType, long batch, long m,
+      long n, long k) {
+    NativeLib.ensureLoaded();
+    return bmmFp8WorkspaceSize0(aType.code(), bType.code(), outType.code(), batch, m, n, k);
+  }
+
+  /**
+   * Enqueues FlashInfer's bmm_fp8 (sgemm_bmm_fp8): d[i] = (a[i] * aScale) . (b[i] * bScale),
+   * a (batch, m, k) row-major, b (batch, k, n) column-major, scales device fp32 scalars, d
+   * (batch, m, n) row-major of outType (FLOAT16 or BFLOAT16).
+   */
+  public static void bmmFp8(long handle, Fp8 aType, long a, Fp8 bType, long b, long aScale,
+      long bScale, DType outType, long d, long batch, long m, long n, long k, long stream) {
+    NativeLib.ensureLoaded();
+    bmmFp80(handle, aType.code(), a, bType.code(), b, aScale, bScale, outType.code(), d, batch, m,
+        n, k, stream);
   }
 
   /**
@@ -172,7 +218,7 @@ public final class SegmentGemmNative {
   private static native DeviceInfo deviceQuery0(int device);
 
   private static native long[] workspaceSize0(int dtype, long xRows, long dIn, long dOut,
-      long numWeights, long batchSize, boolean hasWeightIndices);
+      long numWeights, long batchSize, boolean hasWeightIndices, boolean fp8Weights);
 
   private static native long create0(int backend, long floatWorkspace, long floatWorkspaceBytes,
       long intWorkspace, long intWorkspaceBytes);
@@ -184,11 +230,18 @@ public final class SegmentGemmNative {
 
   private static native void run0(long handle, int dtype, long x, long xRows, long dIn, long dOut,
       long weights, long numWeights, boolean weightColumnMajor, long y, long batchSize,
-      long segLens, long segIndptr, long weightIndices, long stream);
+      long segLens, long segIndptr, long weightIndices, long weightScales, long stream);
 
   private static native String describePlan0(long handle, int dtype, long x, long xRows,
       long dIn, long dOut, long weights, long numWeights, boolean weightColumnMajor, long y,
-      long batchSize, long segLens, long segIndptr, long weightIndices);
+      long batchSize, long segLens, long segIndptr, long weightIndices, long weightScales);
+
+  private static native long bmmFp8WorkspaceSize0(int aType, int bType, int outType, long batch,
+      long m, long n, long k);
+
+  private static native void bmmFp80(long handle, int aType, long a, int bType, long b,
+      long aScale, long bScale, int outType, long d, long batch, long m, long n, long k,
+      long stream);
 
   private static native void gatherFloatRows0(long values, long offsets, long rows, long n,
       long d, int dtype, long dst, long stream);
