@@ -21,7 +21,7 @@ public final class AdapterRegistry {
   private record StoreKey(String path, boolean weightColumnMajor) {}
 
   private record CacheKey(StoreKey store, AdapterWeights.Function function, String loraModule,
-      DType dtype, long budgetBytes) {}
+      DType dtype, boolean fp8, long budgetBytes) {}
 
   private static final Map<StoreKey, AdapterStore> STORES = new ConcurrentHashMap<>();
   private static final Map<CacheKey, DeviceAdapterCache> CACHES = new ConcurrentHashMap<>();
@@ -53,8 +53,9 @@ public final class AdapterRegistry {
     AdapterWeights w = weights(s, function);
     String module = function == AdapterWeights.Function.LORA_APPLY ? s.loraModule() : "";
     return CACHES.computeIfAbsent(new CacheKey(new StoreKey(s.adaptersPath(),
-        s.weightColumnMajor()), function, module, s.computeDtype(), s.deviceCacheBytes()),
-        k -> new DeviceAdapterCache(w, k.dtype(), cacheBudget(k.budgetBytes())));
+        s.weightColumnMajor()), function, module, s.computeDtype(), s.fp8Weights(),
+        s.deviceCacheBytes()),
+        k -> new DeviceAdapterCache(w, k.dtype(), k.fp8(), cacheBudget(k.budgetBytes())));
   }
 
   /**

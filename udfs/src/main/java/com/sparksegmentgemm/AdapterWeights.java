@@ -1,6 +1,7 @@
 package com.sparksegmentgemm;
 
 import com.sparksegmentgemm.nativelib.DType;
+import com.sparksegmentgemm.nativelib.Fp8;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -50,6 +51,8 @@ public final class AdapterWeights {
   private final List<Stage> stages;
   private final java.util.function.Function<String, String> whyNot;
   private final Map<DType, float[][][]> rounded = new EnumMap<>(DType.class);
+  /** [stage][adapter] fp8 matrices, made on first use (guarded by itself). */
+  private Fp8Matrix[][] fp8;
 
   /**
    * @param weights id -> one matrix per stage
@@ -140,21 +143,70 @@ public final class AdapterWeights {
   }
 
   /**
-   * y = x . W_1 . W_2 ... for rows of x already rounded to dtype, every stage's output rounded
-   * to dtype as the GPU path's are (the CPU path of the UDF).
+   * Adapter i's stage-k matrix quantised to fp8 e4m3 with one scale (amax / 448), as the device
+   * cache keeps it under spark.segmentgemm.weightDtype=fp8e4m3: codes in the K-major
+   * {@code (d_out, d_in)} layout the fp8 tensor cores read, whatever the stage's own layout.
+   * Quantised once, on first use, outside the lock (as {@link #rounded}).
    */
-  public float[] multiply(int adapter, float[] x, int rows, DType dtype) {
+  public Fp8Matrix fp8(int i, int k) {
+    synchronized (rounded) {
+      if (fp8 == null) fp8 = new Fp8Matrix[stages.size()][ids.size()];
+      if (fp8[k][i] != null) return fp8[k][i];
+    }
+    Stage s = stages.get(k);
+    float[] w = weight(i, k);
+    float scale = Fp8.E4M3.scaleFor(w);
+    float[] kMajor = w;
+    if (!s.columnMajor()) {  // (d_in, d_out) -> (d_out, d_in)
+      kMajor = new float[w.length];
+      for (int r = 0; r < s.dIn(); r++) {
+        for (int c = 0; c < s.dOut(); c++) kMajor[c * s.dIn() + r] = w[r * s.dOut() + c];
+      }
+    }
+    Fp8Matrix m = new Fp8Matrix(Fp8.E4M3.quantize(kMajor, scale), scale);
+    synchronized (rounded) {
+      if (fp8[k][i] == null) fp8[k][i] = m;
+      return fp8[k][i];
+    }
+  }
+
+  /** An fp8 matrix: {@code codes} (e4m3, K-major) whose values times {@code scale} are the weights. */
+  public record Fp8Matrix(byte[] codes, float scale) {}
+
+  /**
+   * The values the GPU multiplies by under fp8 weights, decode(code) * scale, in the stage's own
+   * layout (the CPU path's weights under spark.segmentgemm.weightDtype=fp8e4m3).
+   */
+  float[] fp8Values(int i, int k) {
+    Stage s = stages.get(k);
+    Fp8Matrix m = fp8(i, k);
+    float[] v = new float[m.codes().length];
+    for (int c = 0; c < s.dOut(); c++) {
+      for (int r = 0; r < s.dIn(); r++) {
+        float value = Fp8.E4M3.decode(m.codes()[c * s.dIn() + r]) * m.scale();
+        v[s.columnMajor() ? c * s.dIn() + r : r * s.dOut() + c] = value;
+      }
+    }
+    return v;
+  }
+
+  /**
+   * y = x . W_1 . W_2 ... for rows of x already rounded to dtype, every stage's output rounded
+   * to dtype as the GPU path's are (the CPU path of the UDF). fp8: by the fp8-rounded weights.
+   */
+  public float[] multiply(int adapter, float[] x, int rows, DType dtype, boolean fp8) {
     float[] y = new float[Math.multiplyExact(rows, dOut())];
-    multiply(adapter, x, 0, rows, dtype, y, 0);
+    multiply(adapter, x, 0, rows, dtype, fp8, y, 0);
     return y;
   }
 
   /**
-   * {@link #multiply(int, float[], int, DType)} on rows of x from xOff, into y from yOff: one
-   * sgemm per stage over all the rows (the batched CPU path's call for one adapter's rows).
+   * {@link #multiply(int, float[], int, DType, boolean)} on rows of x from xOff, into y from
+   * yOff: one sgemm per stage over all the rows (the batched CPU path's call for one adapter's
+   * rows).
    */
-  public void multiply(int adapter, float[] x, int xOff, int rows, DType dtype, float[] y,
-      int yOff) {
+  public void multiply(int adapter, float[] x, int xOff, int rows, DType dtype, boolean fp8,
+      float[] y, int yOff) {
     float[] in = x;
     int inOff = xOff;
     for (int k = 0; k < stages.size(); k++) {
@@ -163,8 +215,9 @@ public final class AdapterWeights {
       // Intermediate rows (lora_apply's (rows, r)) live in an array of their own.
       float[] out = last ? y : new float[Math.multiplyExact(rows, s.dOut())];
       int outOff = last ? yOff : 0;
-      CpuSegmentGemm.multiplyRounded(dtype, in, inOff, rows, rounded(adapter, k, dtype), 0,
-          s.dIn(), s.dOut(), s.columnMajor(), out, outOff);
+      float[] w = fp8 ? fp8Values(adapter, k) : rounded(adapter, k, dtype);
+      CpuSegmentGemm.multiplyRounded(dtype, in, inOff, rows, w, 0, s.dIn(), s.dOut(),
+          s.columnMajor(), out, outOff);
       in = out;
       inOff = outOff;
     }

@@ -456,7 +456,7 @@ public final class ColumnarSegmentGemm {
     long most = 0;
     for (AdapterWeights.Stage st : weights.stages()) {
       most = Math.max(most, SegmentGemmNative.workspaceSize(dtype, rows, st.dIn(), st.dOut(),
-          cache.slots(), k, true).floatBytes());
+          cache.slots(), k, true, cache.fp8()).floatBytes());
     }
     return most;
   }
@@ -500,13 +500,16 @@ public final class ColumnarSegmentGemm {
               x = null;
               DeviceMemoryBuffer y = DeviceMemoryBuffer.allocate(rows * st.dOut() * e);
               x = y;
+              // fp8 slots are K-major whatever the adapters' own layout (AdapterWeights.fp8).
+              boolean colMajor = cache.fp8() || st.columnMajor();
+              DeviceMemoryBuffer scales = cache.fp8() ? cache.scales(stage) : null;
               gemm.enqueue(dtype, in, rows, st.dIn(), st.dOut(), cache.weights(stage),
-                  cache.slots(), st.columnMajor(), y, batch, null, segIndptr, weightIndices,
+                  cache.slots(), colMajor, y, batch, null, segIndptr, weightIndices, scales,
                   stream);
               if (recordPlans) {
                 times.plan(gemm.describePlan(dtype, in, rows, st.dIn(), st.dOut(),
-                    cache.weights(stage), cache.slots(), st.columnMajor(), y, batch, null,
-                    segIndptr, weightIndices));
+                    cache.weights(stage), cache.slots(), colMajor, y, batch, null, segIndptr,
+                    weightIndices, scales));
               }
             }
             times.nativeCalls++;

@@ -40,6 +40,7 @@ public final class CpuBatchSegmentGemm {
     if (weights == null) weights = AdapterRegistry.weights(settings, function);
     AdapterWeights w = weights;
     DType dtype = settings.computeDtype();
+    boolean fp8 = settings.fp8Weights();
     int n = adapterIds.length;
     int dIn = w.dIn();
     int dOut = w.dOut();
@@ -75,7 +76,7 @@ public final class CpuBatchSegmentGemm {
     for (int a = 0; a < w.size(); a++) {
       int count = groupStart[a + 1] - groupStart[a];
       if (count > 0) {
-        w.multiply(a, grouped, groupStart[a] * dIn, count, dtype, y, groupStart[a] * dOut);
+        w.multiply(a, grouped, groupStart[a] * dIn, count, dtype, fp8, y, groupStart[a] * dOut);
       }
     }
     float[][] out = new float[n][];

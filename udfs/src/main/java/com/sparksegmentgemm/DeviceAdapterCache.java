@@ -25,6 +25,10 @@ import org.slf4j.LoggerFactory;
  * it (on the H200 one lock around the uploads stalled every task thread of a job's first
  * batches, issue 14). A thread that needs an adapter another thread is loading waits for that
  * load. Device memory is allocated on first use, through RMM.
+ *
+ * <p>With fp8 weights (spark.segmentgemm.weightDtype=fp8e4m3) a slot holds the adapter's fp8
+ * e4m3 codes, K-major {@code (d_out, d_in)} ({@link AdapterWeights#fp8}), one byte a weight, and
+ * each stage has a second slab of one fp32 dequantisation scale per slot ({@link #scales}).
  */
 public final class DeviceAdapterCache implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(DeviceAdapterCache.class);
@@ -34,6 +38,7 @@ public final class DeviceAdapterCache implements AutoCloseable {
 
   private final AdapterWeights adapters;
   private final DType dtype;
+  private final boolean fp8;
   private final long[] slotBytes;   // per stage
   private final int slots;
   private final int[] slotOf;       // adapter -> slot, or -1
@@ -45,12 +50,14 @@ public final class DeviceAdapterCache implements AutoCloseable {
   private long tick;
   private long loads;
   private DeviceMemoryBuffer[] slabs;
+  private DeviceMemoryBuffer[] scaleSlabs;  // fp8: per stage, slots fp32 scales
   private ColumnVector ids;
   private boolean closed;
 
-  DeviceAdapterCache(AdapterWeights adapters, DType dtype, long budgetBytes) {
+  DeviceAdapterCache(AdapterWeights adapters, DType dtype, boolean fp8, long budgetBytes) {
     this.adapters = adapters;
     this.dtype = dtype;
+    this.fp8 = fp8;
     if (adapters.size() == 0) {
       throw new IllegalArgumentException("the adapters at " + adapters.path() + " include no "
           + "adapter for " + adapters.function().sqlName());
@@ -59,14 +66,14 @@ public final class DeviceAdapterCache implements AutoCloseable {
     this.slotBytes = new long[stages];
     long adapterBytes = 0;
     for (int k = 0; k < stages; k++) {
-      slotBytes[k] = Math.max(1L, adapters.stages().get(k).elements() * dtype.bytes());
-      adapterBytes += slotBytes[k];
+      slotBytes[k] = Math.max(1L, adapters.stages().get(k).elements() * (fp8 ? 1 : dtype.bytes()));
+      adapterBytes += slotBytes[k] + (fp8 ? Float.BYTES : 0);
     }
     long fit = budgetBytes / adapterBytes;
     if (fit < 1) {
       throw new IllegalArgumentException(SegmentGemmConf.DEVICE_CACHE_BYTES.key() + " = "
           + budgetBytes + " cannot hold one adapter of " + adapterBytes + " bytes ("
-          + adapters.dIn() + " -> " + adapters.dOut() + " " + dtype + ")");
+          + adapters.dIn() + " -> " + adapters.dOut() + " " + (fp8 ? "fp8 e4m3" : dtype) + ")");
     }
     this.slots = (int) Math.min(adapters.size(), fit);
     this.slotOf = new int[adapters.size()];
@@ -84,6 +91,21 @@ public final class DeviceAdapterCache implements AutoCloseable {
 
   public DType dtype() {
     return dtype;
+  }
+
+  /** Whether the slots hold fp8 e4m3 weights (K-major) with {@link #scales}. */
+  public boolean fp8() {
+    return fp8;
+  }
+
+  /**
+   * fp8 only: stage k's dequantisation scales, {@code (slots,)} fp32 (the native call's
+   * weight_scales). Owned by the cache.
+   */
+  public synchronized DeviceMemoryBuffer scales(int k) {
+    if (!fp8) throw new IllegalStateException("the adapter cache holds " + dtype + " weights, not fp8");
+    allocate();
+    return scaleSlabs[k];
   }
 
   /** Number of slots: the num_weights of a native call over {@link #weights()}. */
@@ -108,14 +130,17 @@ public final class DeviceAdapterCache implements AutoCloseable {
   private void allocate() {
     ensureOpen();
     if (slabs != null) return;
-    DeviceMemoryBuffer[] s = new DeviceMemoryBuffer[slotBytes.length];
+    int n = slotBytes.length;
+    DeviceMemoryBuffer[] s = new DeviceMemoryBuffer[fp8 ? 2 * n : n];
     try {
-      for (int k = 0; k < s.length; k++) s[k] = DeviceMemoryBuffer.allocate(slots * slotBytes[k]);
+      for (int k = 0; k < n; k++) s[k] = DeviceMemoryBuffer.allocate(slots * slotBytes[k]);
+      if (fp8) for (int k = 0; k < n; k++) s[n + k] = DeviceMemoryBuffer.allocate((long) slots * Float.BYTES);
     } catch (RuntimeException | Error e) {
       for (DeviceMemoryBuffer b : s) if (b != null) b.close();
       throw e;
     }
-    slabs = s;
+    slabs = Arrays.copyOf(s, n);
+    scaleSlabs = fp8 ? Arrays.copyOfRange(s, n, 2 * n) : null;
   }
 
   /**
@@ -273,10 +298,12 @@ public final class DeviceAdapterCache implements AutoCloseable {
   private void upload(int[] slots, int count) {
     int[] adapter = new int[count];
     DeviceMemoryBuffer[] dst;
+    DeviceMemoryBuffer[] dstScales;
     synchronized (this) {
       ensureOpen();
       for (int i = 0; i < count; i++) adapter[i] = adapterIn[slots[i]];
       dst = slabs;
+      dstScales = scaleSlabs;
     }
     Cuda.Stream stream = Cuda.DEFAULT_STREAM;
     for (int k = 0; k < dst.length; k++) {
@@ -284,13 +311,20 @@ public final class DeviceAdapterCache implements AutoCloseable {
       int stage = k;
       // Staged STAGING_BYTES at a time (at least one adapter), not a whole cache at once.
       int chunk = (int) Math.max(1, Math.min(count, STAGING_BYTES / bytes));
-      try (HostMemoryBuffer h = HostMemoryBuffer.allocate(chunk * bytes)) {
+      try (HostMemoryBuffer h = HostMemoryBuffer.allocate(chunk * bytes);
+           HostMemoryBuffer hs = fp8 ? HostMemoryBuffer.allocate((long) chunk * Float.BYTES) : null) {
         for (int first = 0; first < count; first += chunk) {
           int from = first;
           int to = Math.min(count, first + chunk);
           IntStream.range(from, to).parallel().forEach(i -> {
-            float[] w = adapters.rounded(adapter[i], stage, dtype);
             long at = (i - from) * bytes;
+            if (fp8) {
+              AdapterWeights.Fp8Matrix q = adapters.fp8(adapter[i], stage);
+              h.setBytes(at, q.codes(), 0, q.codes().length);
+              hs.setFloat((long) (i - from) * Float.BYTES, q.scale());
+              return;
+            }
+            float[] w = adapters.rounded(adapter[i], stage, dtype);
             if (dtype == DType.FLOAT32) {
               h.setFloats(at, w, 0, w.length);
             } else {
@@ -300,12 +334,17 @@ public final class DeviceAdapterCache implements AutoCloseable {
           });
           for (int i = from; i < to; i++) {
             dst[k].copyFromHostBufferAsync(slots[i] * bytes, h, (i - from) * bytes, bytes, stream);
+            if (fp8) {
+              dstScales[k].copyFromHostBufferAsync((long) slots[i] * Float.BYTES, hs,
+                  (long) (i - from) * Float.BYTES, Float.BYTES, stream);
+            }
           }
           stream.sync();  // before h is refilled or freed, and before the slots are marked loaded
         }
       }
     }
-    LOG.debug("{} adapters loaded into device slots ({} slots, {})", count, this.slots, dtype);
+    LOG.debug("{} adapters loaded into device slots ({} slots, {})", count, this.slots,
+        fp8 ? "fp8 e4m3" : dtype);
   }
 
   private boolean anyLoading() {
@@ -333,8 +372,10 @@ public final class DeviceAdapterCache implements AutoCloseable {
     if (interrupted) Thread.currentThread().interrupt();
     try (ColumnVector i = ids) {
       if (slabs != null) for (DeviceMemoryBuffer b : slabs) b.close();
+      if (scaleSlabs != null) for (DeviceMemoryBuffer b : scaleSlabs) b.close();
     } finally {
       slabs = null;
+      scaleSlabs = null;
       ids = null;
     }
     notifyAll();

@@ -4,6 +4,7 @@ import ai.rapids.cudf.BaseDeviceMemoryBuffer;
 import ai.rapids.cudf.Cuda;
 import ai.rapids.cudf.DeviceMemoryBuffer;
 import com.sparksegmentgemm.nativelib.DType;
+import com.sparksegmentgemm.nativelib.Fp8;
 import com.sparksegmentgemm.nativelib.SegmentGemmNative;
 import com.sparksegmentgemm.nativelib.WorkspaceSizes;
 import java.util.Arrays;
@@ -231,11 +232,30 @@ public final class SegmentGemm implements AutoCloseable {
       BaseDeviceMemoryBuffer weights, long numWeights, boolean weightColumnMajor,
       BaseDeviceMemoryBuffer y, long batchSize, BaseDeviceMemoryBuffer segLens,
       BaseDeviceMemoryBuffer segIndptr, BaseDeviceMemoryBuffer weightIndices, Cuda.Stream stream) {
+    enqueue(dtype, x, xRows, dIn, dOut, weights, numWeights, weightColumnMajor, y, batchSize,
+        segLens, segIndptr, weightIndices, null, stream);
+  }
+
+  /**
+   * {@link #enqueue(DType, BaseDeviceMemoryBuffer, long, long, long, BaseDeviceMemoryBuffer,
+   * long, boolean, BaseDeviceMemoryBuffer, long, BaseDeviceMemoryBuffer, BaseDeviceMemoryBuffer,
+   * BaseDeviceMemoryBuffer, Cuda.Stream)} with fp8 e4m3 weights when weightScales is not null:
+   * weights are one byte each, column-major {@code (num_weights, d_out, d_in)}, weight w standing
+   * for its codes times weightScales[w] (numWeights fp32 values on the device); x (FLOAT16 or
+   * BFLOAT16) is quantised to e4m3 per call and y keeps its dtype (sgemm_run_args.weight_scales).
+   */
+  public void enqueue(DType dtype, BaseDeviceMemoryBuffer x, long xRows, long dIn, long dOut,
+      BaseDeviceMemoryBuffer weights, long numWeights, boolean weightColumnMajor,
+      BaseDeviceMemoryBuffer y, long batchSize, BaseDeviceMemoryBuffer segLens,
+      BaseDeviceMemoryBuffer segIndptr, BaseDeviceMemoryBuffer weightIndices,
+      BaseDeviceMemoryBuffer weightScales, Cuda.Stream stream) {
     ensureGpu();
     long e = dtype.bytes();
+    boolean fp8 = weightScales != null;
     checkLength("x", x, Math.multiplyExact(Math.multiplyExact(xRows, dIn), e));
-    checkLength("weights", weights,
-        Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(numWeights, dIn), dOut), e));
+    checkLength("weights", weights, Math.multiplyExact(
+        Math.multiplyExact(Math.multiplyExact(numWeights, dIn), dOut), fp8 ? 1 : e));
+    checkLength("weight_scales", weightScales, numWeights * Float.BYTES);
     checkLength("y", y, Math.multiplyExact(Math.multiplyExact(xRows, dOut), e));
     checkLength("seg_lens", segLens, batchSize * 8);
     checkLength("seg_indptr", segIndptr, (batchSize + 1) * 8);
@@ -244,10 +264,43 @@ public final class SegmentGemm implements AutoCloseable {
       throw new IllegalArgumentException("one of seg_lens and seg_indptr must be given");
     }
     ensureWorkspaces(SegmentGemmNative.workspaceSize(dtype, xRows, dIn, dOut, numWeights,
-        batchSize, weightIndices != null));
+        batchSize, weightIndices != null, fp8));
     SegmentGemmNative.run(handle, dtype, address(x), xRows, dIn, dOut, address(weights),
         numWeights, weightColumnMajor, address(y), batchSize, address(segLens),
-        address(segIndptr), address(weightIndices), stream.getStream());
+        address(segIndptr), address(weightIndices), address(weightScales), stream.getStream());
+  }
+
+  /**
+   * FlashInfer's {@code bmm_fp8}: enqueues {@code d[i] = (a[i] * aScale) . (b[i] * bScale)} for
+   * {@code i < batch} on the sm_90 fp8 tensor cores (fp32 accumulation) and returns without
+   * waiting. a is {@code (batch, m, k)} row-major fp8 of aType, b {@code (batch, k, n)}
+   * column-major (that is, {@code (batch, n, k)} row-major) fp8 of bType, not both E5M2; aScale
+   * and bScale one fp32 value each on the device; d {@code (batch, m, n)} row-major of outType
+   * (FLOAT16 or BFLOAT16). Needs an H100/H200, k % 16 == 0 and n % 8 == 0; batch, m or n of 0
+   * writes nothing.
+   *
+   * @throws IllegalArgumentException if a buffer is smaller than its shape says
+   * @throws com.sparksegmentgemm.nativelib.SegmentGemmException for a native failure (bad
+   *     sizes or dtypes: INVALID_ARGUMENT; no fp8 tensor cores or a non-AUTO/SM90 backend: UNSUPPORTED)
+   */
+  public void bmmFp8(Fp8 aType, BaseDeviceMemoryBuffer a, Fp8 bType, BaseDeviceMemoryBuffer b,
+      BaseDeviceMemoryBuffer aScale, BaseDeviceMemoryBuffer bScale, DType outType,
+      BaseDeviceMemoryBuffer d, long batch, long m, long n, long k, Cuda.Stream stream) {
+    ensureGpu();
+    if (batch < 0 || m < 0 || n < 0 || k < 0) {
+      throw new IllegalArgumentException("bmm_fp8: negative size: batch=" + batch + " m=" + m
+          + " n=" + n + " k=" + k);
+    }
+    checkLength("a", a, Math.multiplyExact(Math.multiplyExact(batch, m), k));
+    checkLength("b", b, Math.multiplyExact(Math.multiplyExact(batch, k), n));
+    checkLength("a_scale", aScale, Float.BYTES);
+    checkLength("b_scale", bScale, Float.BYTES);
+    checkLength("d", d, Math.multiplyExact(Math.multiplyExact(Math.multiplyExact(batch, m), n),
+        (long) outType.bytes()));
+    long need = SegmentGemmNative.bmmFp8WorkspaceSize(aType, bType, outType, batch, m, n, k);
+    ensureWorkspaces(new WorkspaceSizes(need, need, 0));
+    SegmentGemmNative.bmmFp8(handle, aType, address(a), bType, address(b), address(aScale),
+        address(bScale), outType, address(d), batch, m, n, k, stream.getStream());
   }
 
   /**
@@ -280,11 +333,21 @@ public final class SegmentGemm implements AutoCloseable {
       long dOut, BaseDeviceMemoryBuffer weights, long numWeights, boolean weightColumnMajor,
       BaseDeviceMemoryBuffer y, long batchSize, BaseDeviceMemoryBuffer segLens,
       BaseDeviceMemoryBuffer segIndptr, BaseDeviceMemoryBuffer weightIndices) {
+    return describePlan(dtype, x, xRows, dIn, dOut, weights, numWeights, weightColumnMajor, y,
+        batchSize, segLens, segIndptr, weightIndices, null);
+  }
+
+  /** The plan of the fp8-weight form of enqueue (weightScales not null), or of the plain one. */
+  public String describePlan(DType dtype, BaseDeviceMemoryBuffer x, long xRows, long dIn,
+      long dOut, BaseDeviceMemoryBuffer weights, long numWeights, boolean weightColumnMajor,
+      BaseDeviceMemoryBuffer y, long batchSize, BaseDeviceMemoryBuffer segLens,
+      BaseDeviceMemoryBuffer segIndptr, BaseDeviceMemoryBuffer weightIndices,
+      BaseDeviceMemoryBuffer weightScales) {
     if (backend == Backend.CPU) return "cpu (CpuSegmentGemm, BLAS sgemm)";
     ensureGpu();
     return SegmentGemmNative.describePlan(handle, dtype, address(x), xRows, dIn, dOut,
         address(weights), numWeights, weightColumnMajor, address(y), batchSize, address(segLens),
-        address(segIndptr), address(weightIndices));
+        address(segIndptr), address(weightIndices), address(weightScales));
   }
 
   /**

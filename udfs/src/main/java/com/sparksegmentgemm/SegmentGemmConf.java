@@ -39,6 +39,19 @@ public final class SegmentGemmConf {
       + "float16 or float32 (float32 runs the exact-fp32 kernel, without tensor cores). Outputs "
       + "are values of this dtype, returned as FLOAT.", SegmentGemmConf::parseDtype);
 
+  public static final Entry<Boolean> WEIGHT_DTYPE = new Entry<>("spark.segmentgemm.weightDtype",
+      "compute", "How the GPU keeps the adapters: compute (in the compute dtype) or fp8e4m3 (one "
+      + "byte per weight, one fp32 scale per adapter matrix, amax / 448; x is quantised to e4m3 "
+      + "per native call and the product runs on the sm_90 fp8 tensor cores: half the weight "
+      + "bytes, about 3% relative error against the 16-bit path, see docs/kernels.md). fp8e4m3 "
+      + "needs a bfloat16 or float16 compute dtype, an H100/H200 and d_in a multiple of 16; the "
+      + "CPU path then multiplies by the same fp8-rounded weights (x stays in the compute dtype).",
+      v -> switch (v.toLowerCase(Locale.ROOT)) {
+        case "compute" -> false;
+        case "fp8e4m3", "float8_e4m3", "e4m3" -> true;
+        default -> throw new IllegalArgumentException("expected compute or fp8e4m3");
+      });
+
   public static final Entry<OnBadRow> ON_BAD_ROW = new Entry<>("spark.segmentgemm.onBadRow",
       "error", "What a row with an unknown adapter id, features of the wrong length or a null "
       + "feature value gives: error (fail the task, naming the adapter and lengths) or null (a "
@@ -97,9 +110,9 @@ public final class SegmentGemmConf {
         return n;
       });
 
-  public static final List<Entry<?>> ALL = List.of(COMPUTE_DTYPE, ON_BAD_ROW, ADAPTERS_PATH,
-      WEIGHT_COLUMN_MAJOR, DEVICE_CACHE_BYTES, WORKSPACE_BYTES, GPU_BATCH_BYTES, BACKEND,
-      LORA_MODULE, CPU_BATCH_ROWS);
+  public static final List<Entry<?>> ALL = List.of(COMPUTE_DTYPE, WEIGHT_DTYPE, ON_BAD_ROW,
+      ADAPTERS_PATH, WEIGHT_COLUMN_MAJOR, DEVICE_CACHE_BYTES, WORKSPACE_BYTES, GPU_BATCH_BYTES,
+      BACKEND, LORA_MODULE, CPU_BATCH_ROWS);
 
   /**
    * Checks every spark.segmentgemm.* entry of conf: each must be a known key with a valid value
@@ -127,7 +140,7 @@ public final class SegmentGemmConf {
     return new SegmentGemmSettings(ADAPTERS_PATH.get(conf), WEIGHT_COLUMN_MAJOR.get(conf),
         COMPUTE_DTYPE.get(conf), ON_BAD_ROW.get(conf), DEVICE_CACHE_BYTES.get(conf),
         WORKSPACE_BYTES.get(conf), GPU_BATCH_BYTES.get(conf), BACKEND.get(conf),
-        LORA_MODULE.get(conf));
+        LORA_MODULE.get(conf), WEIGHT_DTYPE.get(conf));
   }
 
   public static SegmentGemmSettings settings(SparkConf conf) {

@@ -106,7 +106,7 @@ public class SegmentGemmRowUdf extends AbstractFunction2<Object, Seq<Float>, flo
     } catch (BadRowException e) {
       return badRow(e);
     }
-    float[] y = w.multiply(a, x, 1, dtype);
+    float[] y = w.multiply(a, x, 1, dtype, settings.fp8Weights());
     if (!warnedOverflow && !allFinite(y) && allFinite(x)) {
       // Finite features in, Inf or NaN out: the sums passed the dtype's range (float16's is
       // +-65504), which would otherwise go unnoticed. Once per task.

@@ -171,7 +171,7 @@ class CpuBatchSegmentGemmTest {
     List<UdfCases.Input> rows = UdfCases.skewed(rnd, denseIds, 600, D_OUT, 0.02);
     SegmentGemmSettings c = new SegmentGemmSettings(dir.resolve("dense").toUri().toString(), true,
         dtype, SegmentGemmConf.OnBadRow.ERROR, 1L << 30, 128L << 20, 1L << 30,
-        SegmentGemm.Backend.AUTO, "");
+        SegmentGemm.Backend.AUTO, "", false);
     for (float[][] y : bothPaths(c, AdapterWeights.Function.SEGMENT_GEMM, rows)) {
       for (int i = 0; i < rows.size(); i++) {
         UdfCases.Input in = rows.get(i);

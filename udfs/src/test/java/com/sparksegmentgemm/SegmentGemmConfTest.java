@@ -15,7 +15,8 @@ class SegmentGemmConfTest {
   void defaults() {
     SegmentGemmSettings s = SegmentGemmSettings.defaults("/tmp/adapters");
     assertEquals(new SegmentGemmSettings("/tmp/adapters", false, DType.BFLOAT16,
-        SegmentGemmConf.OnBadRow.ERROR, 1L << 30, 128L << 20, 1L << 30, SegmentGemm.Backend.AUTO, ""), s);
+        SegmentGemmConf.OnBadRow.ERROR, 1L << 30, 128L << 20, 1L << 30, SegmentGemm.Backend.AUTO, "",
+        false), s);
   }
 
   @Test
@@ -29,16 +30,26 @@ class SegmentGemmConfTest {
         "spark.segmentgemm.workspaceBytes", "64mb",
         "spark.segmentgemm.gpuBatchBytes", "2g",
         "spark.segmentgemm.backend", "sm90",
-        "spark.segmentgemm.lora.module", "q_proj"));
+        "spark.segmentgemm.lora.module", "q_proj",
+        "spark.segmentgemm.weightDtype", "fp8e4m3"));
     assertEquals(new SegmentGemmSettings("s3a://bucket/adapters", true, DType.FLOAT16,
-        SegmentGemmConf.OnBadRow.NULL, 512L << 20, 64L << 20, 2L << 30, SegmentGemm.Backend.SM90, "q_proj"), s);
+        SegmentGemmConf.OnBadRow.NULL, 512L << 20, 64L << 20, 2L << 30, SegmentGemm.Backend.SM90, "q_proj",
+        true), s);
     Set<String> keys = new HashSet<>();
     for (SegmentGemmConf.Entry<?> e : SegmentGemmConf.ALL) {
       assertTrue(e.key().startsWith("spark.segmentgemm."), e.key());
       assertTrue(e.doc().length() > 40, e.key() + " has a doc");
       keys.add(e.key());
     }
-    assertEquals(10, keys.size());
+    assertEquals(11, keys.size());
+    // fp8 weights need a 16-bit compute dtype; an unknown weight dtype names the key
+    IllegalArgumentException fp8 = assertThrows(IllegalArgumentException.class,
+        () -> SegmentGemmConf.settings(Map.of("spark.segmentgemm.adapters.path", "/a",
+            "spark.segmentgemm.computeDtype", "float32", "spark.segmentgemm.weightDtype", "fp8e4m3")));
+    assertTrue(fp8.getMessage().contains("spark.segmentgemm.weightDtype = fp8e4m3 needs"), fp8.getMessage());
+    assertEquals("spark.segmentgemm.weightDtype = 'int4' is invalid: expected compute or fp8e4m3",
+        assertThrows(IllegalArgumentException.class, () -> SegmentGemmConf.WEIGHT_DTYPE.get(
+            Map.of("spark.segmentgemm.weightDtype", "int4"))).getMessage());
     // The job's key, read by the job rather than the UDF's settings.
     assertEquals(4096, SegmentGemmConf.CPU_BATCH_ROWS.get(Map.of()));
     assertEquals(0, SegmentGemmConf.CPU_BATCH_ROWS.get(Map.of("spark.segmentgemm.cpuBatchRows", "0")));
