@@ -26,6 +26,9 @@
 #                                    (a and c: the whole input)
 #                  io_floor          the same read and write with no math (bench.IoFloor), the
 #                                    same launcher and confs as gpu_rapids
+#                  gpu_rapids_fp8    gpu_rapids with spark.segmentgemm.weightDtype=fp8e4m3 (not
+#                                    in the default list; compared at E2E_FP8_TOL, 1.5e-1: x and
+#                                    the weights of every stage rounded to e4m3)
 #                  pyspark_torch     plain PySpark mapInArrow + torch bf16 on the GPU (peers.py)
 #                  pandas_numpy_cpu  plain PySpark mapInArrow + numpy fp32, CPU only (peers.py)
 #                  sql_explode       plain Spark SQL (case a only, on E2E_TINY rows)
@@ -356,6 +359,7 @@ if [[ " $steps " == *" bench "* ]]; then
   # so over case c's 10M and case b's 1M rows some rows exceed 1e-2: 2e-2 for the fp32 peer.
   # compare_outputs.py prints the rows above 1e-2 whatever the tolerance.
   tol_bf16=${E2E_TOL:-1e-2}; tol_lora=${E2E_LORA_TOL:-2e-2}; tol_fp32=${E2E_FP32_TOL:-2e-2}
+  tol_fp8=${E2E_FP8_TOL:-1.5e-1}
   # E2E_FLOOR_CONFS: "KEY=VALUE ..." added to gpu_rapids' and io_floor's confs alone (their own
   # Parquet reads and writes: codec, reader type and threads, row group and batch sizes), the
   # rows' case name suffixed with E2E_TAG (default: the confs, shortened).
@@ -483,6 +487,13 @@ if [[ " $steps " == *" bench "* ]]; then
           job "$log" "${fnargs[@]}" --input "$d/input" --adapters "$d/adapters" --output "$o" \
             --mode overwrite --progress-seconds 10
           rc=$? ;;
+        gpu_rapids_fp8)
+          # The same job with the adapters kept as fp8 e4m3 (spark.segmentgemm.weightDtype), x
+          # quantised per native call: compared with gpu_rapids at E2E_FP8_TOL.
+          sparkopts=("${split_conf[@]}" --conf spark.segmentgemm.weightDtype=fp8e4m3)
+          job "$log" "${fnargs[@]}" --input "$d/input" --adapters "$d/adapters" --output "$o" \
+            --mode overwrite --progress-seconds 10
+          rc=$? ;;
         cpu_fallback)
           # A slice of the input (rows/s is what counts), the whole JVM without RAPIDS.
           subset=(--a-subset)
@@ -536,7 +547,7 @@ if [[ " $steps " == *" bench "* ]]; then
       fi
       record "$name" "$impl" "$o" "$log" "$din" "$ms" || failed=1
       # Whatever RAPIDS left on the CPU in the two GPU runs (spark.rapids.sql.explain=NOT_ON_GPU).
-      if [ "$gpu" = on ] && { [ $impl = gpu_rapids ] || [ ${impl%_din} = io_floor ]; }; then
+      if [ "$gpu" = on ] && { [ ${impl%_fp8} = gpu_rapids ] || [ ${impl%_din} = io_floor ]; }; then
         cpu_ops=$(grep -c 'cannot run on GPU' "$log")
         [ "$cpu_ops" = 0 ] || note "$name" "$impl" "plan: $cpu_ops line(s) 'cannot run on GPU' in $(basename "$log")"
       fi
@@ -545,6 +556,7 @@ if [[ " $steps " == *" bench "* ]]; then
         io_floor) verdict "$name" "$impl" "$o" --schema-only ;;
         io_floor_din) ;;  # not the job's output width: nothing to compare
         pandas_numpy_cpu) verdict "$name" "$impl" "$o" --tol "$tol_fp32" "${subset[@]}" ;;
+        gpu_rapids_fp8) verdict "$name" "$impl" "$o" --tol "$tol_fp8" ;;
         *) verdict "$name" "$impl" "$o" --tol "$tol" "${subset[@]}" ;;
       esac
       # Outputs are as large as the input: keep only the reference (E2E_KEEP_OUTPUTS=1 keeps all).
