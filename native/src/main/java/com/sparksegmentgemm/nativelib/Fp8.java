@@ -1,7 +1,5 @@
 package com.sparksegmentgemm.nativelib;
 
-import java.util.Arrays;
-
 /**
  * The fp8 formats of the native fp8 kernels ({@code SGEMM_FLOAT8_E4M3}, {@code SGEMM_FLOAT8_E5M2}
  * in segment_gemm.h), with the host conversions: round to nearest, ties to even, saturating to
@@ -16,10 +14,14 @@ public enum Fp8 {
   /** Values of the codes 0 .. maxCode (non-negative, increasing); -code is code | 0x80. */
   private final float[] positive;
   private final int maxCode;
+  private final int mantissaBits;
+  private final int bias;
   private final byte nan;
 
   Fp8(int code, int mantissaBits, int bias) {
     this.code = code;
+    this.mantissaBits = mantissaBits;
+    this.bias = bias;
     // e4m3fn: 0x7f is NaN and 0x7e (448) the largest; e5m2: 0x7c is infinity, 0x7b (57344) max.
     this.maxCode = mantissaBits == 3 ? 0x7e : 0x7b;
     this.nan = (byte) (mantissaBits == 3 ? 0x7f : 0x7e);
@@ -45,21 +47,21 @@ public enum Fp8 {
   /** The encoding of the nearest value (ties to the even code), saturating; NaN stays NaN. */
   public byte encode(float v) {
     if (Float.isNaN(v)) return nan;
-    float a = Math.abs(v);
     int sign = (Float.floatToRawIntBits(v) >>> 24) & 0x80;
+    float a = Math.abs(v);
     int c;
     if (a >= positive[maxCode]) {
       c = maxCode;
+    } else if (a < positive[1 << mantissaBits]) {
+      // Subnormal (or zero): a multiple of the smallest subnormal, rounded half to even.
+      c = (int) Math.rint(a / positive[1]);
     } else {
-      int i = Arrays.binarySearch(positive, a);
-      if (i >= 0) {
-        c = i;
-      } else {
-        int hi = -i - 1;  // positive[hi - 1] < a < positive[hi]
-        float below = a - positive[hi - 1];
-        float above = positive[hi] - a;
-        c = below < above ? hi - 1 : above < below ? hi : ((hi - 1) % 2 == 0 ? hi - 1 : hi);
-      }
+      // Normal: round the float's 23-bit mantissa to mantissaBits, half to even (a carry into
+      // the exponent is the next binade's code), then rebias the exponent.
+      int bits = Float.floatToRawIntBits(a);
+      int shift = 23 - mantissaBits;
+      bits += (1 << (shift - 1)) - 1 + ((bits >>> shift) & 1);
+      c = Math.min(maxCode, (bits >>> shift) - ((127 - bias) << mantissaBits));
     }
     return (byte) (sign | c);
   }

@@ -62,6 +62,42 @@ class Fp8Test {
     }
   }
 
+  /** The nearest code by brute force over every finite code, ties to the even code. */
+  private static int nearest(Fp8 f, float v) {
+    float a = Math.abs(v);
+    int best = -1;
+    double bestErr = Double.MAX_VALUE;
+    for (int c = 0; c < 0x80; c++) {
+      float d = f.decode((byte) c);
+      if (Float.isNaN(d) || Float.isInfinite(d)) continue;
+      double err = Math.abs((double) d - a);
+      if (err < bestErr || (err == bestErr && c % 2 == 0)) {
+        best = c;
+        bestErr = err;
+      }
+    }
+    if (a >= f.max()) best = f == Fp8.E4M3 ? 0x7e : 0x7b;
+    return (v < 0 || (v == 0 && 1 / v < 0) ? 0x80 : 0) | best;
+  }
+
+  @Test
+  void encodeIsTheNearestCodeOverEveryBinade() {
+    java.util.Random rnd = new java.util.Random(1);
+    for (Fp8 f : Fp8.values()) {
+      for (int i = 0; i < 200_000; i++) {
+        // log-uniform magnitudes from far below the subnormals to above the largest value
+        float v = (float) (Math.exp(rnd.nextDouble() * 40 - 28) * (rnd.nextBoolean() ? 1 : -1));
+        assertEquals(nearest(f, v), code(f, v), f + " " + v);
+      }
+      for (int c = 0; c < 0x7f; c++) {  // exact midpoints between neighbouring codes
+        float lo = f.decode((byte) c), hi = f.decode((byte) (c + 1));
+        if (Float.isNaN(hi) || Float.isInfinite(hi)) continue;
+        float mid = (lo + hi) / 2;
+        assertEquals(nearest(f, mid), code(f, mid), f + " midpoint " + mid);
+      }
+    }
+  }
+
   @Test
   void scaleFillsTheRange() {
     float[] v = {0.5f, -3f, Float.NaN, 1f};
