@@ -73,6 +73,19 @@ std::string str(long long v) { return std::to_string(v); }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// What every CUTLASS kernel needs beyond its dtypes and row widths: TMA / cp.async alignment and
+// sizes CUTLASS's int problem shapes hold. Empty when met, else why not.
+std::string pointer_and_size_obstacle(const sgemm_run_args& a) {
+  if (!aligned16(a.x) || !aligned16(a.weights) || !aligned16(a.y)) {
+    return "x, weights and y must be 16-byte aligned";
+  }
+  if (a.x_rows > INT_MAX || a.d_in > INT_MAX || a.d_out > INT_MAX || a.batch_size > INT_MAX ||
+      a.num_weights > INT_MAX) {
+    return "x_rows, d_in, d_out, batch_size and num_weights must each fit in 32 bits";
+  }
+  return "";
+}
+
 // Empty when the tensor-core kernels can run args, else why not.
 std::string tensor_core_obstacle(const sgemm_run_args& a) {
   if (a.dtype != SGEMM_FLOAT16 && a.dtype != SGEMM_BFLOAT16) {
@@ -83,14 +96,7 @@ std::string tensor_core_obstacle(const sgemm_run_args& a) {
     return "d_in = " + str(a.d_in) + " and d_out = " + str(a.d_out) +
            " must be positive multiples of 8 (16-byte rows for TMA / cp.async)";
   }
-  if (!aligned16(a.x) || !aligned16(a.weights) || !aligned16(a.y)) {
-    return "x, weights and y must be 16-byte aligned";
-  }
-  if (a.x_rows > INT_MAX || a.d_in > INT_MAX || a.d_out > INT_MAX || a.batch_size > INT_MAX ||
-      a.num_weights > INT_MAX) {
-    return "x_rows, d_in, d_out, batch_size and num_weights must each fit in 32 bits";
-  }
-  return "";
+  return pointer_and_size_obstacle(a);
 }
 
 // Which devices each tensor-core family has code for: sm_90a SASS only runs on 9.0; the sm80
@@ -152,14 +158,7 @@ std::string fp8_obstacle(sgemm_backend requested, int major, int minor, const sg
     return "with fp8 weights d_in = " + str(a.d_in) + " must be a positive multiple of 16 and d_out = " +
            str(a.d_out) + " of 8 (16-byte rows for TMA)";
   }
-  if (!aligned16(a.x) || !aligned16(a.weights) || !aligned16(a.y)) {
-    return "x, weights and y must be 16-byte aligned";
-  }
-  if (a.x_rows > INT_MAX || a.d_in > INT_MAX || a.d_out > INT_MAX || a.batch_size > INT_MAX ||
-      a.num_weights > INT_MAX) {
-    return "x_rows, d_in, d_out, batch_size and num_weights must each fit in 32 bits";
-  }
-  return "";
+  return pointer_and_size_obstacle(a);
 }
 
 sgemm_status make_fp8_plan(sgemm_backend requested, int major, int minor, const sgemm_run_args& a,

@@ -25,6 +25,22 @@ constexpr float kE4M3Max = 448.0f;
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 
+// Calls f(i, x[i]) for every vector i < vectors, grid-stride, with kUnroll independent 16-byte
+// loads in flight per thread (one at a time leaves HBM idle).
+template <class F>
+__device__ __forceinline__ void for_each_vector(const int4* x, int64_t vectors, F f) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  for (; i + (kUnroll - 1) * stride < vectors; i += kUnroll * stride) {
+    int4 v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) v[u] = x[i + u * stride];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) f(i + u * stride, v[u]);
+  }
+  for (; i < vectors; i += stride) f(i, x[i]);
+}
+
 template <class T>
 __device__ __forceinline__ float absmax8(const int4& v, float m) {
   const T* e = reinterpret_cast<const T*>(&v);
@@ -39,17 +55,7 @@ __device__ __forceinline__ float absmax8(const int4& v, float m) {
 template <class T>
 __global__ void __launch_bounds__(kThreads) absmax(const int4* x, int64_t vectors, unsigned* amax) {
   float m = 0.0f;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  // kUnroll independent 16-byte loads in flight per thread: one at a time leaves HBM idle.
-  for (; i + (kUnroll - 1) * stride < vectors; i += kUnroll * stride) {
-    int4 v[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) v[u] = x[i + u * stride];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) m = absmax8<T>(v[u], m);
-  }
-  for (; i < vectors; i += stride) m = absmax8<T>(x[i], m);
+  for_each_vector(x, vectors, [&](int64_t, const int4& v) { m = absmax8<T>(v, m); });
   using Reduce = cub::BlockReduce<unsigned, kThreads>;
   __shared__ typename Reduce::TempStorage storage;
   const unsigned block = Reduce(storage).Reduce(__float_as_uint(m), ::cuda::maximum<unsigned>{});
@@ -77,16 +83,7 @@ __global__ void __launch_bounds__(kThreads) quantize(const int4* x, int64_t vect
   const float scale = a > 0.0f ? a / kE4M3Max : 1.0f;
   const float inv = 1.0f / scale;
   if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
-  int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  for (; i + (kUnroll - 1) * stride < vectors; i += kUnroll * stride) {
-    int4 v[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) v[u] = x[i + u * stride];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) xq[i + u * stride] = quantize8<T>(v[u], inv);
-  }
-  for (; i < vectors; i += stride) xq[i] = quantize8<T>(x[i], inv);
+  for_each_vector(x, vectors, [&](int64_t i, const int4& v) { xq[i] = quantize8<T>(v, inv); });
 }
 
 template <class T>

@@ -24,6 +24,7 @@
 #include "error.hpp"
 #include "grouped.hpp"
 #include "cutlass_common.cuh"
+#include "sm90_grouped.cuh"  // ProblemWriter
 
 namespace sgemm::sm90 {
 
@@ -81,34 +82,6 @@ struct Fp8Config {
   using Arrays = ProblemArrays<Shape, ElementA, ElementB, ElementD, StrideA, StrideB, StrideD>;
 };
 
-// Stores problem p's shape, pointers, strides and alpha (see write_problems).
-template <class Cfg, class ElementA, class ElementB, class ElementD>
-struct Fp8ProblemWriter {
-  typename Cfg::Arrays out;
-  const ElementA* a;
-  const ElementB* weights;
-  ElementD* d;
-  int64_t d_in;
-  int64_t d_out;
-  const float* a_scale;
-  const float* b_scales;
-  int64_t b_scale_stride;
-
-  __device__ void operator()(int64_t p, const ProblemView& v) const {
-    const int m = static_cast<int>(v.rows);
-    const int n = static_cast<int>(d_out);
-    const int k = static_cast<int>(d_in);
-    out.shapes[p] = cute::make_shape(m, n, k);
-    out.a[p] = const_cast<ElementA*>(a) + v.first_row * d_in;
-    out.b[p] = const_cast<ElementB*>(weights) + v.weight * d_in * d_out;
-    out.d[p] = d + v.first_row * d_out;
-    out.stride_a[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideA{}, cute::make_shape(m, k, 1));
-    out.stride_b[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideB{}, cute::make_shape(n, k, 1));
-    out.stride_d[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideD{}, cute::make_shape(m, n, 1));
-    out.alpha[p] = a_scale[0] * b_scales[v.weight * b_scale_stride];
-  }
-};
-
 template <class ElementA, class ElementB, class ElementD, TileClass kTile>
 sgemm_status run_fp8(const GroupedCall& call) {
   using Cfg = Fp8Config<ElementA, ElementB, ElementD, kTile>;
@@ -118,7 +91,7 @@ sgemm_status run_fp8(const GroupedCall& call) {
     return fail(SGEMM_INTERNAL_ERROR, "fp8 grouped GEMM called without its scales");
   }
   SGEMM_TRY(Cfg::Arrays::carve(call.args, call.args_bytes, call.problems, &arrays));
-  SGEMM_TRY(write_problems(call, Fp8ProblemWriter<Cfg, ElementA, ElementB, ElementD>{
+  SGEMM_TRY(write_problems(call, ProblemWriter<Cfg, ElementA, ElementB, ElementD>{
                                       arrays, static_cast<const ElementA*>(call.a),
                                       static_cast<const ElementB*>(call.weights),
                                       static_cast<ElementD*>(call.d), call.d_in, call.d_out,

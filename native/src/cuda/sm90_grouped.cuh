@@ -96,17 +96,21 @@ struct Config {
   using StrideD = typename Kernel::InternalStrideD;
 };
 
-// Stores problem p's shape, operand pointers and strides (see write_problems).
-template <class Cfg, class Element>
+// Stores problem p's shape, operand pointers and strides (see write_problems), and, for the fp8
+// kernels (a_scale set), its epilogue scale alpha = *a_scale * b_scales[w(p) * b_scale_stride].
+template <class Cfg, class ElementA, class ElementB = ElementA, class ElementD = ElementA>
 struct ProblemWriter {
-  ProblemArrays<typename Cfg::Shape, Element, Element, Element, typename Cfg::StrideA,
+  ProblemArrays<typename Cfg::Shape, ElementA, ElementB, ElementD, typename Cfg::StrideA,
                 typename Cfg::StrideB, typename Cfg::StrideD>
       out;
-  const Element* a;
-  const Element* weights;
-  Element* d;
+  const ElementA* a;
+  const ElementB* weights;
+  ElementD* d;
   int64_t d_in;
   int64_t d_out;
+  const float* a_scale = nullptr;
+  const float* b_scales = nullptr;
+  int64_t b_scale_stride = 0;
 
   __device__ void operator()(int64_t p, const ProblemView& v) const {
     const int m = static_cast<int>(v.rows);
@@ -114,12 +118,13 @@ struct ProblemWriter {
     const int k = static_cast<int>(d_in);
     out.shapes[p] = cute::make_shape(m, n, k);
     // The arrays hold non-const pointers (shared with the sm80 kernels); the kernel only reads them.
-    out.a[p] = const_cast<Element*>(a) + v.first_row * d_in;
-    out.b[p] = const_cast<Element*>(weights) + v.weight * d_in * d_out;
+    out.a[p] = const_cast<ElementA*>(a) + v.first_row * d_in;
+    out.b[p] = const_cast<ElementB*>(weights) + v.weight * d_in * d_out;
     out.d[p] = d + v.first_row * d_out;
     out.stride_a[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideA{}, cute::make_shape(m, k, 1));
     out.stride_b[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideB{}, cute::make_shape(n, k, 1));
     out.stride_d[p] = cutlass::make_cute_packed_stride(typename Cfg::StrideD{}, cute::make_shape(m, n, 1));
+    if (a_scale != nullptr) out.alpha[p] = a_scale[0] * b_scales[v.weight * b_scale_stride];
   }
 };
 
