@@ -9,7 +9,7 @@ periodic promotion (fast accumulation) and one rounding to the output type. Per 
 |y - ref| <= FP8_TOL * (|A| @ |B|) + tiny with FP8_TOL = 1.5e-2 (bf16's rounding 2^-8 plus the
 accumulator's), and y is poisoned with NaN first so an element left unwritten fails.
 The error fp8 introduces against the 16-bit path (quantising x and the weights) is measured
-separately (test_fp8_error_against_the_16_bit_path) and documented in docs/kernels.md.
+separately (test_fp8_error_against_the_16_bit_path) and documented in docs/benchmarks.md (section fp8).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ public final class SegmentGemmConf {
       "compute", "How the GPU keeps the adapters: compute (in the compute dtype) or fp8e4m3 (one "
       + "byte per weight, one fp32 scale per adapter matrix, amax / 448; x is quantised to e4m3 "
       + "per native call and the product runs on the sm_90 fp8 tensor cores: half the weight "
-      + "bytes, about 3% relative error against the 16-bit path, see docs/kernels.md). fp8e4m3 "
+      + "bytes, about 3% relative error against the 16-bit path, see docs/benchmarks.md#fp8). fp8e4m3 "
       + "needs a bfloat16 or float16 compute dtype, an H100/H200 and d_in a multiple of 16; the "
       + "CPU path then multiplies by the same fp8-rounded weights (x stays in the compute dtype).",
       v -> switch (v.toLowerCase(Locale.ROOT)) {
