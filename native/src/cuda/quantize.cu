@@ -80,7 +80,8 @@ __global__ void __launch_bounds__(kThreads) quantize(const int4* x, int64_t vect
                                                      const unsigned* amax, float* scale_out,
                                                      uint2* xq) {
   const float a = __uint_as_float(*amax);
-  const float scale = a > 0.0f ? a / kE4M3Max : 1.0f;
+  // At least FLT_MIN, so that inv stays finite (0 * inf would turn zeros into NaN).
+  const float scale = a > 0.0f ? fmaxf(a / kE4M3Max, FLT_MIN) : 1.0f;
   const float inv = 1.0f / scale;
   if (blockIdx.x == 0 && threadIdx.x == 0) *scale_out = scale;
   for_each_vector(x, vectors, [&](int64_t i, const int4& v) { xq[i] = quantize8<T>(v, inv); });

@@ -51,8 +51,9 @@ public final class AdapterWeights {
   private final List<Stage> stages;
   private final java.util.function.Function<String, String> whyNot;
   private final Map<DType, float[][][]> rounded = new EnumMap<>(DType.class);
-  /** [stage][adapter] fp8 matrices, made on first use (guarded by itself). */
+  /** [stage][adapter] fp8 matrices and their decoded values (the CPU path's), made on first use. */
   private Fp8Matrix[][] fp8;
+  private float[][][] fp8Values;
 
   /**
    * @param weights id -> one matrix per stage
@@ -175,9 +176,21 @@ public final class AdapterWeights {
 
   /**
    * The values the GPU multiplies by under fp8 weights, decode(code) * scale, in the stage's own
-   * layout (the CPU path's weights under spark.segmentgemm.weightDtype=fp8e4m3).
+   * layout (the CPU path's weights under spark.segmentgemm.weightDtype=fp8e4m3), decoded once.
    */
   float[] fp8Values(int i, int k) {
+    synchronized (rounded) {
+      if (fp8Values == null) fp8Values = new float[stages.size()][ids.size()][];
+      if (fp8Values[k][i] != null) return fp8Values[k][i];
+    }
+    float[] v = decodeFp8(i, k);
+    synchronized (rounded) {
+      if (fp8Values[k][i] == null) fp8Values[k][i] = v;
+      return fp8Values[k][i];
+    }
+  }
+
+  private float[] decodeFp8(int i, int k) {
     Stage s = stages.get(k);
     Fp8Matrix m = fp8(i, k);
     float[] v = new float[m.codes().length];

@@ -422,7 +422,11 @@ public final class ColumnarSegmentGemm {
     int[] adapter = segments.adapter();
     long[] start = segments.start();
     long rowBytes = (long) dIn * dtype.bytes();
-    for (AdapterWeights.Stage st : weights.stages()) rowBytes += (long) st.dOut() * dtype.bytes();
+    for (AdapterWeights.Stage st : weights.stages()) {
+      rowBytes += (long) st.dOut() * dtype.bytes();
+      // fp8 adapters: each stage's x is also quantised, one byte a value, in the float workspace.
+      if (cache.fp8()) rowBytes += st.dIn();
+    }
     long maxRows = Math.max(1, settings.gpuBatchBytes() / Math.max(1, rowBytes));
     SegmentGemm taskGemm = TaskGemms.forCurrentTask(settings.backend());
     try (SegmentGemm ownGemm = taskGemm == null ? new SegmentGemm(settings.backend()) : null) {
@@ -452,11 +456,17 @@ public final class ColumnarSegmentGemm {
     return k;
   }
 
+  /**
+   * The float workspace of k segments, less (fp8) the quantised copy of x: that grows with the
+   * rows, not k, and is counted in gpuBatchBytes with the rows (compute), so halving k could
+   * never bring it under the cap.
+   */
   private long workspaceBytes(int k, long rows) {
     long most = 0;
     for (AdapterWeights.Stage st : weights.stages()) {
+      long quantised = cache.fp8() ? rows * st.dIn() : 0;
       most = Math.max(most, SegmentGemmNative.workspaceSize(dtype, rows, st.dIn(), st.dOut(),
-          cache.slots(), k, true, cache.fp8()).floatBytes());
+          cache.slots(), k, true, cache.fp8()).floatBytes() - quantised);
     }
     return most;
   }

@@ -255,7 +255,7 @@ public final class SegmentGemm implements AutoCloseable {
     checkLength("x", x, Math.multiplyExact(Math.multiplyExact(xRows, dIn), e));
     checkLength("weights", weights, Math.multiplyExact(
         Math.multiplyExact(Math.multiplyExact(numWeights, dIn), dOut), fp8 ? 1 : e));
-    checkLength("weight_scales", weightScales, numWeights * Float.BYTES);
+    checkLength("weight_scales", weightScales, Math.multiplyExact(numWeights, (long) Float.BYTES));
     checkLength("y", y, Math.multiplyExact(Math.multiplyExact(xRows, dOut), e));
     checkLength("seg_lens", segLens, batchSize * 8);
     checkLength("seg_indptr", segIndptr, (batchSize + 1) * 8);

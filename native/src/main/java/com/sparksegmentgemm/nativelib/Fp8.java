@@ -77,7 +77,8 @@ public enum Fp8 {
 
   /**
    * The dequantisation scale for values: the largest finite |v| over {@link #max()}, or 1 when
-   * there is none (all zero), so that v / scale fills this format's range.
+   * there is none (all zero), so that v / scale fills this format's range; never below the
+   * smallest normal float (quantise multiplies by 1 / scale).
    */
   public float scaleFor(float[] values) {
     float amax = 0;
@@ -85,7 +86,8 @@ public enum Fp8 {
       float a = Math.abs(v);
       if (a <= Float.MAX_VALUE && a > amax) amax = a;
     }
-    return amax > 0 ? amax / max() : 1f;
+    // At least the smallest normal float, so that 1 / scale stays finite (0 * inf would be NaN).
+    return amax > 0 ? Math.max(amax / max(), Float.MIN_NORMAL) : 1f;
   }
 
   /** encode(values[i] / scale) for every i. */

@@ -103,6 +103,10 @@ class Fp8Test {
     float[] v = {0.5f, -3f, Float.NaN, 1f};
     assertEquals(3f / 448f, Fp8.E4M3.scaleFor(v));
     assertEquals(1f, Fp8.E4M3.scaleFor(new float[] {0, 0}));
+    // a tiny amax: the scale stays a normal float, so zeros stay zeros (not 0 * inf = NaN)
+    float tiny = Fp8.E4M3.scaleFor(new float[] {1e-37f, 0});
+    assertEquals(Float.MIN_NORMAL, tiny);
+    assertEquals(0, Fp8.E4M3.quantize(new float[] {0f}, tiny)[0]);
     byte[] q = Fp8.E4M3.quantize(v, 3f / 448f);
     assertEquals(-448f, Fp8.E4M3.decode(q[1]));
   }
