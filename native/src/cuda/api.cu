@@ -254,8 +254,6 @@ std::string describe(const ErrorRecord& r) {
 
 bool is_fp8(sgemm_dtype d) { return d == SGEMM_FLOAT8_E4M3 || d == SGEMM_FLOAT8_E5M2; }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // The checks of sgemm_bmm_fp8's sizes and dtypes.
 sgemm_status check_bmm(const sgemm_bmm_fp8_args& a) {
   const std::string dims = "batch=" + str(a.batch) + " m=" + str(a.m) + " n=" + str(a.n) +
@@ -495,7 +493,7 @@ sgemm_status sgemm_run(sgemm_handle* h, const sgemm_run_args* args, void* stream
                      fws + plan.layout.args, plan.layout.args_bytes, fws + plan.layout.cutlass,
                      kCutlassWorkspaceBytes, h->device, ctas, stream};
     const size_t y_elt = element_bytes(a.dtype);
-    const size_t x_elt = plan.fp8 ? 1 : y_elt;  // what the GEMM reads: x quantised with fp8 weights
+    const size_t x_elt = operand_element_bytes(a);
     if (plan.fp8) {
       void* slots = fws + plan.layout.quant;
       void* xq = fws + plan.layout.quant + kQuantizeSlotBytes;
@@ -553,7 +551,7 @@ sgemm_status sgemm_bmm_fp8(sgemm_handle* h, const sgemm_bmm_fp8_args* args, void
       return fail(SGEMM_UNSUPPORTED, "bmm_fp8 runs on the sm90 fp8 kernels only: use a handle of "
                                      "backend AUTO or SM90");
     }
-    if (h->cc_major != 9 || h->cc_minor != 0) {
+    if (!runs_sm90(h->cc_major, h->cc_minor)) {
       return fail(SGEMM_UNSUPPORTED,
                   "bmm_fp8 needs fp8 tensor cores (compute capability 9.0, H100/H200); this device is " +
                       str(h->cc_major) + "." + str(h->cc_minor));
@@ -573,11 +571,8 @@ sgemm_status sgemm_bmm_fp8(sgemm_handle* h, const sgemm_bmm_fp8_args* args, void
                       str(a.batch) + ": " + str(need) + " bytes needed (sgemm_bmm_fp8_workspace_size)");
     }
     TileClass tile = a.n <= 32 ? TileClass::kNarrow : TileClass::kLarge;
-    GroupedLaunch launch = sm90_fp8_kernel(fp8_type(a.a_dtype), fp8_type(a.b_dtype), a.out_dtype, tile);
-    if (launch == nullptr) {
-      tile = tile == TileClass::kNarrow ? TileClass::kLarge : TileClass::kNarrow;
-      launch = sm90_fp8_kernel(fp8_type(a.a_dtype), fp8_type(a.b_dtype), a.out_dtype, tile);
-    }
+    const GroupedLaunch launch =
+        find_sm90_fp8_kernel(fp8_type(a.a_dtype), fp8_type(a.b_dtype), a.out_dtype, &tile);
     if (launch == nullptr) {
       return fail(SGEMM_UNSUPPORTED, std::string("bmm_fp8: no kernel for ") + dtype_name(a.a_dtype) +
                                          " x " + dtype_name(a.b_dtype) + " -> " +

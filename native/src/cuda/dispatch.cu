@@ -49,6 +49,14 @@ GroupedLaunch sm90_fp8_kernel(Fp8Type a, Fp8Type b, sgemm_dtype out, TileClass t
   return table().sm90_fp8[a][b][out][static_cast<int>(tile)];
 }
 
+GroupedLaunch find_sm90_fp8_kernel(Fp8Type a, Fp8Type b, sgemm_dtype out, TileClass* tile) {
+  if (GroupedLaunch k = sm90_fp8_kernel(a, b, out, *tile)) return k;
+  const TileClass other = *tile == TileClass::kNarrow ? TileClass::kLarge : TileClass::kNarrow;
+  GroupedLaunch k = sm90_fp8_kernel(a, b, out, other);
+  if (k != nullptr) *tile = other;
+  return k;
+}
+
 GroupedLaunch sm80_kernel(sgemm_dtype dtype, bool weight_column_major) {
   return in_range(dtype) ? table().sm80[dtype][weight_column_major] : nullptr;
 }

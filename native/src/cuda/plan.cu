@@ -32,9 +32,11 @@ size_t element_bytes(sgemm_dtype dtype) {
   }
 }
 
-size_t weight_element_bytes(const sgemm_run_args& a) {
+size_t operand_element_bytes(const sgemm_run_args& a) {
   return a.weight_scales != nullptr ? 1 : element_bytes(a.dtype);
 }
+
+bool runs_sm90(int major, int minor) { return major == 9 && minor == 0; }
 
 FloatWorkspaceLayout float_workspace_layout(const sgemm_run_args& a, bool coalesce) {
   FloatWorkspaceLayout l;
@@ -49,7 +51,7 @@ FloatWorkspaceLayout float_workspace_layout(const sgemm_run_args& a, bool coales
           : l.quant;
   // Coalescing gathers the rows the GEMM reads: x quantised (1 byte) with fp8 weights.
   l.total = coalesce ? coalesce_layout(l.coalesce_begin, a.batch_size, a.num_weights, a.x_rows,
-                                       a.d_in, a.d_out, fp8 ? 1 : element_bytes(a.dtype),
+                                       a.d_in, a.d_out, operand_element_bytes(a),
                                        element_bytes(a.dtype))
                            .end
                      : l.coalesce_begin;
@@ -59,11 +61,10 @@ FloatWorkspaceLayout float_workspace_layout(const sgemm_run_args& a, bool coales
 bool coalescing_pays(const sgemm_run_args& a) {
   if (a.weight_indices == nullptr || a.batch_size <= a.num_weights) return false;
   // In bytes: weights re-read per segment against one more read and write of x and of y.
-  const double w = static_cast<double>(weight_element_bytes(a));
-  const double xe = a.weight_scales != nullptr ? 1.0 : static_cast<double>(element_bytes(a.dtype));
+  const double w = static_cast<double>(operand_element_bytes(a));  // weights and x alike
   const double ye = static_cast<double>(element_bytes(a.dtype));
   const double saved = static_cast<double>(a.batch_size - a.num_weights) * a.d_in * a.d_out * w;
-  const double cost = 2.0 * a.x_rows * (a.d_in * xe + a.d_out * ye);
+  const double cost = 2.0 * a.x_rows * (a.d_in * w + a.d_out * ye);
   return saved > cost;
 }
 
@@ -71,7 +72,6 @@ namespace {
 
 std::string str(long long v) { return std::to_string(v); }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // What every CUTLASS kernel needs beyond its dtypes and row widths: TMA / cp.async alignment and
 // sizes CUTLASS's int problem shapes hold. Empty when met, else why not.
@@ -101,7 +101,6 @@ std::string tensor_core_obstacle(const sgemm_run_args& a) {
 
 // Which devices each tensor-core family has code for: sm_90a SASS only runs on 9.0; the sm80
 // kernels carry sm_80 SASS (all of 8.x) and sm_90 SASS.
-bool runs_sm90(int major, int minor) { return major == 9 && minor == 0; }
 bool runs_sm80(int major, int minor) { return major == 8 || runs_sm90(major, minor); }
 
 TileClass tile_for(const sgemm_run_args& a, int64_t problems) {
@@ -167,11 +166,7 @@ sgemm_status make_fp8_plan(sgemm_backend requested, int major, int minor, const 
   if (!obstacle.empty()) return fail(SGEMM_UNSUPPORTED, obstacle);
   const bool coalesce = coalescing_pays(a) && float_workspace_layout(a, true).total <= float_ws_bytes;
   TileClass tile = a.d_out <= 32 ? TileClass::kNarrow : TileClass::kLarge;
-  GroupedLaunch launch = sm90_fp8_kernel(kE4M3, kE4M3, a.dtype, tile);
-  if (launch == nullptr) {
-    tile = tile == TileClass::kNarrow ? TileClass::kLarge : TileClass::kNarrow;
-    launch = sm90_fp8_kernel(kE4M3, kE4M3, a.dtype, tile);
-  }
+  const GroupedLaunch launch = find_sm90_fp8_kernel(kE4M3, kE4M3, a.dtype, &tile);
   if (launch == nullptr) {
     return fail(SGEMM_UNSUPPORTED, std::string("no fp8 e4m3 kernel with ") + dtype_name(a.dtype) +
                                        " output in this build (SEGMENTGEMM_KERNELS)");

@@ -34,8 +34,18 @@ struct Plan {
 
 size_t element_bytes(sgemm_dtype dtype);
 
-// Bytes of one weight element: 1 for fp8 weights (args.weight_scales set), else of args.dtype.
-size_t weight_element_bytes(const sgemm_run_args& args);
+// Bytes of one element of the weights and of the x the GEMM reads: 1 with fp8 weights
+// (args.weight_scales set; x is then quantised too), else of args.dtype. y keeps args.dtype.
+size_t operand_element_bytes(const sgemm_run_args& args);
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Whether the sm_90a kernels (16-bit and fp8) run on a device of compute capability major.minor.
+bool runs_sm90(int major, int minor);
+
+// The fp8 kernel for these operand and output types in the preferred tile class, else in the
+// other one (updating *tile); nullptr when this build has neither (SEGMENTGEMM_KERNELS).
+GroupedLaunch find_sm90_fp8_kernel(Fp8Type a, Fp8Type b, sgemm_dtype out, TileClass* tile);
 
 // Float workspace for the tensor-core kernels running `problems` problems, plus coalescing
 // buffers when coalesce is set.
